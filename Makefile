@@ -1,0 +1,54 @@
+# kumo's set-up. `make up` installs everything and runs kumo; `make test` runs the suite.
+# Both work on a fresh Debian 12 machine as root (see README.md).
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEB_PACKAGES := python3 python3-venv python3-dev gcc qemu-system-x86 qemu-utils e2fsprogs \
+	fdisk mmdebstrap grub-pc-bin busybox-static dropbear-bin socat cpio zstd xz-utils \
+	ca-certificates
+PYTEST_ARGS ?=
+
+.PHONY: up test deps venv dev lint typecheck bench clean
+
+## Debian packages kumo runs with (skipped when all are installed already).
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get -o DPkg::Lock::Timeout=300 update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+			--no-install-recommends $$missing; \
+	fi
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+venv: deps $(PY)
+	$(PY) -m pip install -q -e .
+
+dev: deps $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+
+up: venv
+	$(VENV)/bin/kumo up
+
+test: dev
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint:
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck:
+	$(VENV)/bin/mypy
+
+bench: dev
+	$(PY) bench/upload.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

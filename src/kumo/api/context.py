@@ -1,0 +1,51 @@
+"""Who is calling: the request context that identity's middleware attaches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from starlette.requests import Request
+
+from kumo.errors import Forbidden, Unauthorized
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """A validated token's subject, scope and roles."""
+
+    user_id: str
+    user_name: str
+    project_id: str
+    project_name: str
+    roles: tuple[str, ...]
+    token: str
+    expires_at: datetime
+    domain_id: str = "default"
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+    @property
+    def can_write(self) -> bool:
+        """Members and admins may change things; readers may only look."""
+        return self.is_admin or "member" in self.roles
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise Forbidden("this action needs the admin role")
+
+    def require_writer(self) -> None:
+        if not self.can_write:
+            raise Forbidden("this action needs the member or admin role (reader is read-only)")
+
+
+def context_of(request: Request) -> RequestContext:
+    """The caller's context; 401 when the request carried no valid token."""
+    context = getattr(request.state, "context", None)
+    if context is None:
+        reason = getattr(request.state, "token_error", None)
+        raise Unauthorized(reason or "The request you have made requires authentication.")
+    assert isinstance(context, RequestContext)
+    return context

@@ -1,0 +1,94 @@
+"""Turn `kumo.errors` into each OpenStack service's error body, in one place."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from kumo.errors import KumoError
+
+log = logging.getLogger(__name__)
+
+
+class Flavor(Enum):
+    """Which service's error shape a mounted app speaks."""
+
+    IDENTITY = "identity"
+    IMAGE = "image"
+    COMPUTE = "compute"
+    NETWORK = "network"
+    PLAIN = "plain"
+
+
+_NEUTRON_TYPES = {
+    400: "BadRequest",
+    401: "NotAuthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+}
+
+
+def error_body(flavor: Flavor, status: int, title: str, message: str, nova_key: str) -> Any:
+    if flavor is Flavor.IDENTITY:
+        return {"error": {"code": status, "title": title, "message": message}}
+    if flavor is Flavor.COMPUTE:
+        return {nova_key: {"code": status, "message": message}}
+    if flavor is Flavor.NETWORK:
+        kind = _NEUTRON_TYPES.get(status, "NeutronError")
+        return {"NeutronError": {"type": kind, "message": message, "detail": ""}}
+    # Glance (webob) answers JSON clients with this shape; glanceclient and the SDK
+    # read `message` (or the text) into their exception.
+    return {"code": status, "title": title, "message": message}
+
+
+def render(flavor: Flavor, status: int, title: str, message: str, nova_key: str) -> Response:
+    headers = {}
+    if status == 401 and flavor in (Flavor.IDENTITY, Flavor.IMAGE, Flavor.COMPUTE, Flavor.NETWORK):
+        headers["WWW-Authenticate"] = 'Keystone uri="/identity"'
+    return JSONResponse(
+        error_body(flavor, status, title, message, nova_key), status_code=status, headers=headers
+    )
+
+
+_HTTP_TITLES = {
+    400: ("Bad Request", "badRequest"),
+    401: ("Unauthorized", "unauthorized"),
+    403: ("Forbidden", "forbidden"),
+    404: ("Not Found", "itemNotFound"),
+    405: ("Method Not Allowed", "badMethod"),
+    409: ("Conflict", "conflictingRequest"),
+    413: ("Request Entity Too Large", "overLimit"),
+    415: ("Unsupported Media Type", "badMediaType"),
+}
+
+
+def handlers(flavor: Flavor) -> dict[Any, Callable[..., Any]]:
+    """Exception handlers for a Starlette app that speaks `flavor`."""
+
+    async def on_kumo_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, KumoError)
+        if exc.status >= 500:
+            log.error("%s: %s", type(exc).__name__, exc.message)
+        return render(flavor, exc.status, exc.title, exc.message, exc.nova_key)
+
+    async def on_http_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        title, key = _HTTP_TITLES.get(exc.status_code, ("Error", "computeFault"))
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        return render(flavor, exc.status_code, title, detail, key)
+
+    async def on_unexpected(_request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error", exc_info=exc)
+        return render(
+            flavor, 500, "Internal Server Error", "kumo hit an unexpected error; see its log",
+            "computeFault",
+        )
+
+    return {KumoError: on_kumo_error, HTTPException: on_http_error, Exception: on_unexpected}

@@ -1,0 +1,5 @@
+"""`kumo image ...`."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)

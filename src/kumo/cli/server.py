@@ -1,0 +1,5 @@
+"""`kumo server ...`."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)

@@ -1,0 +1,170 @@
+"""kumo's settings: one INI file with OpenStack's option names.
+
+The file is `DATA/kumo.conf`; every option has a default, so the file is optional.
+Option names are nova's and glance's where a user would look them up
+(`preallocate_images`, `remove_unused_base_images`, `virt_type`, ...).
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path(os.environ.get("KUMO_DATA_DIR", "~/.local/share/kumo")).expanduser()
+
+
+@dataclass
+class ImageCacheSettings:
+    """nova.conf `[image_cache]`."""
+
+    manager_interval: int = 2400
+    remove_unused_base_images: bool = True
+    remove_unused_original_minimum_age_seconds: int = 86400
+    remove_unused_resized_minimum_age_seconds: int = 3600
+    subdirectory_name: str = "_base"
+
+
+@dataclass
+class ComputeSettings:
+    """nova.conf `[DEFAULT]` and `[libvirt]` options kumo honours."""
+
+    virt_type: str = "auto"  # auto | kvm | qemu
+    preallocate_images: str = "none"  # none | space
+    use_cow_images: bool = True
+    force_raw_images: bool = True
+    # Outbound guest traffic beyond the host: off unless the operator turns it on.
+    allow_guest_outbound: bool = False
+
+
+@dataclass
+class MetadataSettings:
+    """What the metadata service tells guests."""
+
+    mtu: int = 1450
+    dns_nameservers: list[str] = field(default_factory=lambda: ["169.254.2.3"])
+
+
+@dataclass
+class Settings:
+    data_dir: Path = DEFAULT_DATA_DIR
+    host: str = "127.0.0.1"
+    port: int = 8774
+    database_url: str = ""  # default: sqlite:///DATA/kumo.db
+    public_url: str = ""  # default: http://HOST:PORT
+    region: str = "RegionOne"
+    admin_password: str = ""  # default: generated once and kept in DATA/admin-password
+    image_cache: ImageCacheSettings = field(default_factory=ImageCacheSettings)
+    compute: ComputeSettings = field(default_factory=ComputeSettings)
+    metadata: MetadataSettings = field(default_factory=MetadataSettings)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'kumo.db'}"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def instances_path(self) -> Path:
+        return self.data_dir / "instances"
+
+    @property
+    def base_dir(self) -> Path:
+        return self.instances_path / self.image_cache.subdirectory_name
+
+    @property
+    def run_dir(self) -> Path:
+        """Sockets, pid files and other things that do not outlive a restart."""
+        return self.data_dir / "run"
+
+
+_SECTIONS: dict[str, tuple[str, ...]] = {
+    # section -> attribute paths of Settings that can be set there
+    "DEFAULT": (
+        "host",
+        "port",
+        "database_url",
+        "public_url",
+        "region",
+        "admin_password",
+        "compute.preallocate_images",
+        "compute.use_cow_images",
+        "compute.force_raw_images",
+        "compute.allow_guest_outbound",
+    ),
+    "libvirt": ("compute.virt_type",),
+    "image_cache": tuple(f"image_cache.{name}" for name in ImageCacheSettings.__dataclass_fields__),
+    "metadata": ("metadata.mtu", "metadata.dns_nameservers"),
+}
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "compute.virt_type": ("auto", "kvm", "qemu"),
+    "compute.preallocate_images": ("none", "space"),
+}
+
+
+class ConfigError(ValueError):
+    """The config file has an unknown option or a value of the wrong kind."""
+
+
+def _convert(path: str, raw: str, current: object) -> object:
+    if isinstance(current, bool):
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{path}: expected true or false, got {raw!r}")
+    if isinstance(current, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{path}: expected a whole number, got {raw!r}") from None
+    if isinstance(current, list):
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    value = raw.strip()
+    choices = _CHOICES.get(path)
+    if choices and value not in choices:
+        raise ConfigError(f"{path}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _assign(settings: Settings, path: str, raw: str) -> None:
+    target: object = settings
+    *parents, leaf = path.split(".")
+    for name in parents:
+        target = getattr(target, name)
+    setattr(target, leaf, _convert(path, raw, getattr(target, leaf)))
+
+
+def load_settings(data_dir: Path | None = None, config_file: Path | None = None) -> Settings:
+    """Settings from `config_file` (default `DATA/kumo.conf`, optional) over the defaults."""
+    settings = Settings()
+    if data_dir is not None:
+        settings.data_dir = data_dir.expanduser().resolve()
+    path = config_file or settings.data_dir / "kumo.conf"
+    if not path.exists():
+        if config_file is not None:
+            raise ConfigError(f"{path}: no such config file")
+        return settings
+    parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(path)
+    for section in parser.sections():
+        allowed = _SECTIONS.get(section)
+        if allowed is None:
+            raise ConfigError(f"{path}: unknown section [{section}]")
+        by_name = {entry.rsplit(".", 1)[-1]: entry for entry in allowed}
+        for name, raw in parser.items(section):
+            entry = by_name.get(name)
+            if entry is None:
+                raise ConfigError(f"{path}: unknown option {name!r} in [{section}]")
+            _assign(settings, entry, raw)
+    return settings

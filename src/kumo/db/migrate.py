@@ -1,0 +1,30 @@
+"""Bring a database to the newest schema with Alembic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine
+
+from kumo.db.models import load_all
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(engine: Engine) -> None:
+    """Run every migration not yet applied (creates the schema on a new database)."""
+    load_all()
+    if not any((MIGRATIONS / "versions").glob("*.py")):
+        # Before the first migration exists (early development) the models are the schema.
+        load_all().metadata.create_all(engine)
+        return
+    command.upgrade(alembic_config(engine), "head")

@@ -1,0 +1,1 @@
+"""kumo's identity part."""

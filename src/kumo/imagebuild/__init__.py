@@ -1,0 +1,1 @@
+"""kumo's imagebuild part."""

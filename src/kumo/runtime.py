@@ -1,0 +1,54 @@
+"""Everything a running kumo holds: settings, database, store, and the running parts.
+
+One `Runtime` is built by `kumo up` (or by tests) and hung on the Starlette app as
+`app.state.runtime`; handlers reach the parts' services through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from kumo.config import Settings
+from kumo.db.engine import make_engine
+from kumo.db.migrate import upgrade
+
+if TYPE_CHECKING:
+    from kumo.store.base import ImageStore
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: ImageStore
+    # Parts that run in the background (compute agent, metadata service, cache
+    # manager) register themselves here by name; `kumo up` starts and stops them.
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Create the data directory, migrate the database, open the store."""
+    from kumo.store.filesystem import FilesystemStore
+
+    for folder in (settings.data_dir, settings.images_dir, settings.run_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url)
+    upgrade(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        store=FilesystemStore(settings.images_dir),
+    )
+
+
+def runtime_of(app_state: Any) -> Runtime:
+    runtime = app_state.runtime
+    assert isinstance(runtime, Runtime)
+    return runtime

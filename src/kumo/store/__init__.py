@@ -1,0 +1,1 @@
+"""Image bytes: one small interface, a filesystem backend by default."""

@@ -1,0 +1,38 @@
+"""The store interface: put a stream, get it back (whole or a range), delete it.
+
+Backends are small classes registered by URL scheme in `BACKENDS`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    location: str  # e.g. file:///var/lib/kumo/images/<id>
+    size: int
+
+
+class ImageStore(ABC):
+    """Where image bytes live. Writes are all-or-nothing: a failed put leaves nothing."""
+
+    scheme: str
+
+    @abstractmethod
+    def put(self, image_id: str, chunks: Iterable[bytes]) -> StoredObject:
+        """Write `chunks` durably (temp file, fsync, rename) and return where they are."""
+
+    @abstractmethod
+    def get(self, location: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Stream bytes [start, end) of the object (end None: to the end)."""
+
+    @abstractmethod
+    def delete(self, location: str) -> None:
+        """Remove the object; removing one that is already gone is not an error."""
+
+    @abstractmethod
+    def sweep_partial(self) -> list[str]:
+        """Remove leftovers of writes that never finished (after a crash); return them."""

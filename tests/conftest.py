@@ -1,0 +1,190 @@
+"""Fixtures shared by the whole suite.
+
+- `runtime` / `api`: kumo in-process on a fresh data dir, driven over HTTP with
+  Starlette's TestClient (real routing, middleware, database and store).
+- `admin_headers`, `make_project_user`: real tokens from POST /v3/auth/tokens.
+- `kumo_up` (tests/e2e): a real `kumo up` process for the real OpenStack clients.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from kumo.config import Settings
+from kumo.db.engine import session_scope
+from kumo.runtime import Runtime
+from kumo.server import prepare
+
+ADMIN_PASSWORD = "test-admin-password"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    settings = Settings(data_dir=tmp_path / "data", admin_password=ADMIN_PASSWORD)
+    settings.host, settings.port = "testserver", 80
+    settings.public_url = "http://testserver"
+    return settings
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    runtime, _ = prepare(settings)
+    yield runtime
+    runtime.engine.dispose()
+
+
+@pytest.fixture
+def api(runtime: Runtime) -> Iterator[TestClient]:
+    from kumo.api.app import create_app
+
+    with TestClient(create_app(runtime), base_url="http://testserver") as client:
+        yield client
+
+
+def password_token(client: TestClient | httpx.Client, user: str, password: str, project: str) -> str:
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {
+                    "user": {"name": user, "domain": {"id": "default"}, "password": password}
+                },
+            },
+            "scope": {"project": {"name": project, "domain": {"id": "default"}}},
+        }
+    }
+    response = client.post("/identity/v3/auth/tokens", json=body)
+    assert response.status_code == 201, response.text
+    return response.headers["X-Subject-Token"]
+
+
+@pytest.fixture
+def admin_headers(api: TestClient) -> dict[str, str]:
+    return {"X-Auth-Token": password_token(api, "admin", ADMIN_PASSWORD, "admin")}
+
+
+@pytest.fixture
+def make_project_user(
+    api: TestClient, runtime: Runtime
+) -> Callable[..., dict[str, str]]:
+    """make_project_user("p1", "alice", roles=("member",)) -> headers with alice's token.
+
+    Creates the project and user directly in the database (identity's own API is
+    tested in tests/identity), then authenticates over HTTP like any client.
+    """
+    from kumo.identity.models import Project, Role, RoleAssignment, User
+    from kumo.identity.passwords import hash_password
+
+    def make(project: str, user: str, roles: tuple[str, ...] = ("member",)) -> dict[str, str]:
+        with session_scope(runtime.sessions) as session:
+            proj = session.scalar(select(Project).where(Project.name == project))
+            if proj is None:
+                proj = Project(name=project)
+                session.add(proj)
+            account = session.scalar(select(User).where(User.name == user))
+            if account is None:
+                account = User(name=user, password_hash=hash_password("pw-" + user))
+                session.add(account)
+            session.flush()
+            for name in roles:
+                role = session.scalar(select(Role).where(Role.name == name))
+                assert role is not None
+                session.add(
+                    RoleAssignment(user_id=account.id, project_id=proj.id, role_id=role.id)
+                )
+        return {"X-Auth-Token": password_token(api, user, "pw-" + user, project)}
+
+    return make
+
+
+@dataclass
+class KumoProcess:
+    url: str
+    data_dir: Path
+    clouds_yaml: Path
+    password: str
+    process: subprocess.Popen[str]
+    log: Path
+
+    def env(self) -> dict[str, str]:
+        """Environment for running the real `openstack`/`glance` CLIs against this kumo."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+        env["OS_CLIENT_CONFIG_FILE"] = str(self.clouds_yaml)
+        env["OS_CLOUD"] = "kumo"
+        env["HOME"] = str(self.data_dir.parent / "home")
+        return env
+
+
+def start_kumo(data_dir: Path, extra_args: tuple[str, ...] = ()) -> KumoProcess:
+    """Start `kumo up` on a free port and wait until /healthcheck answers."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir.parent / "home").mkdir(exist_ok=True)
+    log = data_dir.parent / f"kumo-{int(time.time() * 1000)}.log"
+    kumo = Path(sys.executable).with_name("kumo")
+    env = dict(os.environ, HOME=str(data_dir.parent / "home"), PYTHONUNBUFFERED="1")
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [str(kumo), "up", "--data-dir", str(data_dir), "--port", "0", *extra_args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+    deadline = time.monotonic() + 60
+    url = None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"kumo up exited early:\n{log.read_text()}")
+        match = re.search(r"kumo is up at (\S+)", log.read_text())
+        if match:
+            url = match.group(1)
+            try:
+                if httpx.get(url + "/healthcheck", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.1)
+    else:
+        process.kill()
+        raise RuntimeError(f"kumo up did not become ready:\n{log.read_text()}")
+    password = re.search(r"password (\S+)", log.read_text())
+    assert url and password
+    return KumoProcess(
+        url=url,
+        data_dir=data_dir,
+        clouds_yaml=data_dir / "clouds.yaml",
+        password=password.group(1),
+        process=process,
+        log=log,
+    )
+
+
+def stop_kumo(kumo: KumoProcess) -> None:
+    if kumo.process.poll() is None:
+        kumo.process.send_signal(signal.SIGTERM)
+        try:
+            kumo.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            kumo.process.kill()
+            kumo.process.wait()
+
+
+@pytest.fixture(scope="session")
+def kumo_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KumoProcess]:
+    """One `kumo up` shared by the e2e tests of a session (they use their own names)."""
+    kumo = start_kumo(tmp_path_factory.mktemp("kumo-up") / "data", ("--no-user-config",))
+    yield kumo
+    stop_kumo(kumo)
