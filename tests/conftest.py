@@ -28,6 +28,8 @@ from kumo.db.engine import session_scope
 from kumo.runtime import Runtime
 from kumo.server import prepare
 
+pytest_plugins = ["tests.guests"]
+
 ADMIN_PASSWORD = "test-admin-password"
 
 

@@ -1,0 +1,92 @@
+"""The seam between the compute part (Nova API, server records) and one hypervisor host.
+
+`compute` decides *what* should run; a `Hypervisor` makes it so on this host with
+QEMU. Everything here is plain data, so compute's tests can use a small fake and
+the hypervisor's tests can boot real guests without the API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class PortForward:
+    """Forward host 127.0.0.1:host_port (0 = pick a free one) to guest_port."""
+
+    protocol: str  # "tcp" | "udp"
+    guest_port: int
+    host_port: int = 0
+
+
+@dataclass(frozen=True)
+class GuestSpec:
+    """Everything needed to start (or restart) one server on this host."""
+
+    server_id: str
+    name: str
+    image_id: str
+    vcpus: int
+    memory_mb: int
+    root_gb: int  # 0: the image's own virtual size
+    forwards: tuple[PortForward, ...] = ()
+    config_drive: Path | None = None  # an ISO (label config-2) built by `metadata`
+    metadata_socket: Path | None = None  # unix socket of this server's metadata channel
+    allow_outbound: bool = False
+
+
+class GuestState(Enum):
+    RUNNING = "running"
+    SHUTOFF = "shutoff"  # stopped on purpose, or the guest powered itself off
+    CRASHED = "crashed"  # QEMU died without being asked to
+    MISSING = "missing"  # this host knows nothing of the server
+
+
+@dataclass(frozen=True)
+class GuestStatus:
+    state: GuestState
+    host_ports: dict[str, int] = field(default_factory=dict)  # "tcp/22" -> 127.0.0.1 port
+    fault: str | None = None  # why it is CRASHED, in words a user can act on
+    pid: int | None = None
+
+
+class Hypervisor(Protocol):
+    """One host's guests. Methods block until done; callers run them off the event loop.
+
+    Failures raise `kumo.errors.KumoError` subclasses whose message is fit to show a
+    user as the server's fault (KVM unavailable, not enough memory, disk full, QEMU's
+    own stderr).
+    """
+
+    def spawn(self, spec: GuestSpec) -> GuestStatus:
+        """Cache the image (`_base`), create the root disk overlay, start QEMU."""
+
+    def power_on(self, spec: GuestSpec) -> GuestStatus:
+        """Start a SHUTOFF guest again on its existing disk."""
+
+    def power_off(self, server_id: str, *, graceful: bool = True, timeout: float = 60) -> None:
+        """ACPI power-down, then force off after `timeout` (or at once if not graceful)."""
+
+    def reboot(self, server_id: str, *, hard: bool = False) -> GuestStatus:
+        """Soft: ask the guest (ACPI); hard: reset the virtual machine."""
+
+    def destroy(self, server_id: str) -> None:
+        """Stop QEMU if running and remove every file of the server."""
+
+    def status(self, server_id: str) -> GuestStatus:
+        """What the guest is doing now (never raises for an unknown server: MISSING)."""
+
+    def console_log(self, server_id: str, length: int | None = None) -> str:
+        """The serial console output; the last `length` lines when given."""
+
+    def set_forwards(self, server_id: str, forwards: tuple[PortForward, ...]) -> dict[str, int]:
+        """Replace the running guest's host forwards (security-group change)."""
+
+    def snapshot(self, server_id: str, dest: Path) -> str:
+        """Write a standalone image of the root disk to `dest`; return its disk_format."""
+
+    def adopt(self) -> dict[str, GuestStatus]:
+        """After a restart of kumo: the guests still running on this host, by server id."""

@@ -1,0 +1,1 @@
+"""Pytest fixtures for guest images (built once, cached under ~/.cache/kumo)."""
