@@ -56,7 +56,9 @@ def api(runtime: Runtime) -> Iterator[TestClient]:
         yield client
 
 
-def password_token(client: TestClient | httpx.Client, user: str, password: str, project: str) -> str:
+def password_token(
+    client: TestClient | httpx.Client, user: str, password: str, project: str
+) -> str:
     body = {
         "auth": {
             "identity": {

@@ -13,7 +13,6 @@ from typing import Any
 
 import uvicorn
 import yaml
-from starlette.applications import Starlette
 
 from kumo.config import Settings, load_settings
 from kumo.db.engine import session_scope
