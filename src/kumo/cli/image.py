@@ -71,7 +71,7 @@ def detect_disk_format(path: Path) -> str:
     with open(path, "rb") as stream:
         # Fixed-size chunks: iterating a binary file would yield "lines" of any size.
         chunks = iter(lambda: stream.read(65536), b"")
-        wrapper = fi.InspectWrapper(chunks)
+        wrapper = fi.InspectWrapper(chunks)  # type: ignore[arg-type]
         try:
             while wrapper.formats is None and next(wrapper, b""):
                 pass
