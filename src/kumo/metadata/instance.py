@@ -40,6 +40,11 @@ class InstanceView:
     mtu: int = 1450
     dns_nameservers: tuple[str, ...] = ()
     http_tokens: str = "optional"  # "optional" | "required" (IMDSv2)
+    # Added by `metadata` (all optional): what network_data.json and the EC2 tree name.
+    network_id: str = ""  # the network the server's port is on (network_data.json)
+    port_id: str = ""  # the port (Neutron's vif_id); default: derived from uuid
+    kernel_id: str = ""  # EC2 kernel-id / ramdisk-id appear only when set
+    ramdisk_id: str = ""
 
 
 class InstanceSource(Protocol):
