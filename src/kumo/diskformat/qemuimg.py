@@ -67,9 +67,15 @@ def convert(
     compress: bool = False,
     options: dict[str, str] | None = None,
     progress: bool = False,
+    force_share: bool = False,
 ) -> None:
-    """`qemu-img convert -f SRC_FMT -O DEST_FMT`; write to `dest` (caller renames)."""
+    """`qemu-img convert -f SRC_FMT -O DEST_FMT`; write to `dest` (caller renames).
+
+    `force_share` (-U) reads a disk a paused QEMU still holds open (snapshots).
+    """
     args: list[str | Path] = ["convert", "-f", source_format, "-O", dest_format]
+    if force_share:
+        args.append("-U")
     if compress:
         args.append("-c")
     if options:

@@ -1,0 +1,186 @@
+"""The one module that runs `qemu-system-x86_64`: its command line and its process.
+
+QEMU runs with its working directory set to the guest's folder, so the monitor
+socket, pid file and console log are named relatively (a unix socket path must
+stay under 108 bytes whatever DATA is).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kumo.errors import BadRequest
+from kumo.hypervisor.accel import Accel
+from kumo.hypervisor.driver import GuestSpec, PortForward
+from kumo.process import require
+
+QEMU = "qemu-system-x86_64"
+PACKAGE = "qemu-system-x86"
+METADATA_ADDRESS = "169.254.169.254"
+GUEST_NET = "169.254.0.0/16"
+
+# Names of the files in a guest's folder.
+DISK = "disk"
+CONSOLE_LOG = "console.log"
+QMP_SOCKET = "qmp.sock"
+PID_FILE = "pid"
+STDERR_LOG = "qemu.log"
+
+
+def mac_address(server_id: str) -> str:
+    """The guest NIC's MAC: nova's fa:16:3e prefix, the rest derived from the server id."""
+    digest = hashlib.sha1(server_id.encode()).digest()
+    return "fa:16:3e:" + ":".join(f"{byte:02x}" for byte in digest[:3])
+
+
+def _opt(value: str | Path) -> str:
+    """A value inside a QEMU `-opt a=b,c=d` list: commas are doubled."""
+    return str(value).replace(",", ",,")
+
+
+def forward_rule(forward: PortForward) -> str:
+    """`tcp:127.0.0.1:HOSTPORT-:GUESTPORT`, as hostfwd= and hostfwd_add take it."""
+    if forward.protocol not in ("tcp", "udp"):
+        raise BadRequest(f"cannot forward protocol {forward.protocol!r} (tcp or udp only)")
+    for port in (forward.guest_port, forward.host_port):
+        if not 0 <= port <= 65535:
+            raise BadRequest(f"port {port} is out of range")
+    return f"{forward.protocol}:127.0.0.1:{forward.host_port}-:{forward.guest_port}"
+
+
+def netdev(spec: GuestSpec) -> str:
+    """User networking on 169.254.0.0/16: metadata via a per-server relay, host forwards.
+
+    `restrict=on` keeps the guest off every host address (the host's 127.0.0.1, kumo's
+    APIs included); guestfwd and hostfwd still work through it.
+    """
+    if spec.allow_outbound:
+        # QEMU 7.2's user networking without restrict=on maps the gateway (and any
+        # 127.0.0.0/8 destination a guest routes) to the host's loopback; it has no
+        # option to stop that (libslirp's disable_host_loopback is not exposed), so
+        # outbound access is refused rather than exposing kumo's own APIs.
+        raise BadRequest(
+            "outbound guest traffic is not available: QEMU's user networking would also "
+            "let the guest reach this host's 127.0.0.1 services (kumo's APIs included)"
+        )
+    parts = ["user", "id=n0", f"net={GUEST_NET}", "restrict=on"]
+    if spec.metadata_socket is not None:
+        relay = f"socat - UNIX-CONNECT:{shlex.quote(str(spec.metadata_socket))}"
+        parts.append(f"guestfwd=tcp:{METADATA_ADDRESS}:80-cmd:{_opt(relay)}")
+    parts += [f"hostfwd={forward_rule(forward)}" for forward in spec.forwards]
+    return ",".join(parts)
+
+
+def build_args(
+    spec: GuestSpec,
+    accel: Accel,
+    *,
+    disk_format: str,
+    qemu: str = QEMU,
+) -> list[str]:
+    """The full QEMU command line for `spec` (paths relative to the guest's folder)."""
+    if spec.vcpus < 1 or spec.memory_mb < 16:
+        raise BadRequest(f"a guest needs at least 1 vCPU and 16 MB (got {spec.vcpus}, "
+                         f"{spec.memory_mb} MB)")
+    uuid = spec.server_id
+    smbios = (
+        "type=1,manufacturer=OpenStack Foundation,product=OpenStack Nova,"
+        f"serial={_opt(uuid)},uuid={_opt(uuid)}"
+    )
+    args = [
+        qemu,
+        "-name", f"guest={_opt(spec.name or uuid)}",
+        "-uuid", uuid,
+        "-machine", "pc",
+        *accel.qemu_args(),
+        "-m", str(spec.memory_mb),
+        "-smp", str(spec.vcpus),
+        "-no-user-config", "-nodefaults",
+        "-display", "none",
+        # The guest powering off leaves QEMU paused in "shutdown", so a QEMU that
+        # disappears was always killed or crashed: status can tell the two apart.
+        "-no-shutdown",
+        "-smbios", smbios,
+        # append=on: the console log survives stop/start, as nova's console.log.
+        "-chardev", f"file,id=console,path={CONSOLE_LOG},append=on",
+        "-serial", "chardev:console",
+        "-qmp", f"unix:{QMP_SOCKET},server=on,wait=off",
+        "-pidfile", PID_FILE,
+        "-drive", f"file={DISK},if=none,id=root,format={disk_format},cache=writeback,discard=unmap",
+        "-device", "virtio-blk-pci,drive=root,bootindex=0",
+        "-netdev", netdev(spec),
+        "-device", f"virtio-net-pci,netdev=n0,mac={mac_address(uuid)}",
+        "-device", "virtio-rng-pci",
+    ]
+    if spec.config_drive is not None:
+        args += [
+            "-drive",
+            f"file={_opt(spec.config_drive)},if=none,id=config,media=cdrom,readonly=on,format=raw",
+            "-device", "ide-cd,drive=config,bus=ide.1",
+        ]
+    return args
+
+
+@dataclass
+class QemuProcess:
+    """A QEMU started by this kumo (`popen` set) or found running after a restart."""
+
+    pid: int
+    popen: subprocess.Popen[bytes] | None = None
+
+    def returncode(self) -> int | None:
+        return self.popen.poll() if self.popen is not None else None
+
+
+def launch(args: Sequence[str], folder: Path) -> QemuProcess:
+    """Start QEMU in `folder`, its stderr appended to `folder/qemu.log`, in its own session.
+
+    Its own session: a Ctrl-C or SIGTERM to kumo does not reach the guests, which keep
+    running and are adopted when kumo starts again.
+    """
+    binary = require(args[0], PACKAGE)
+    with open(folder / STDERR_LOG, "ab") as stderr:
+        popen = subprocess.Popen(
+            [binary, *args[1:]],
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    return QemuProcess(popen.pid, popen)
+
+
+def is_our_qemu(pid: int, server_id: str) -> bool:
+    """Whether pid is alive and is QEMU running `server_id` (pids get reused)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    argv = raw.split(b"\0")
+    if not argv or not os.path.basename(argv[0]).startswith(b"qemu-system"):
+        return False
+    try:
+        return argv[argv.index(b"-uuid") + 1].decode() == server_id
+    except (ValueError, IndexError):
+        return False
+
+
+_USERNET_LINE = re.compile(
+    r"^\s*(TCP|UDP)\[HOST_FORWARD\]\s+\d+\s+(\S+)\s+(\d+)\s+(\S+)\s+(\d+)", re.MULTILINE
+)
+
+
+def parse_usernet(text: str) -> dict[str, int]:
+    """`info usernet` -> {"tcp/22": host port} for the host forwards."""
+    ports: dict[str, int] = {}
+    for proto, _src, src_port, _dst, dst_port in _USERNET_LINE.findall(text):
+        ports[f"{proto.lower()}/{dst_port}"] = int(src_port)
+    return ports
