@@ -93,7 +93,7 @@ class PlainBar(Bar):
         self.description = description
         self.out = out
         self.started = time.monotonic()
-        self.last_percent = -1
+        self.last_percent = 0
         self.last_time = self.started
 
     def _figure(self) -> str:
