@@ -1,0 +1,108 @@
+"""QEMU's command line for a server, and reading its forwards back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kumo.errors import BadRequest
+from kumo.hypervisor.accel import Accel
+from kumo.hypervisor.driver import GuestSpec, PortForward
+from kumo.hypervisor.qemu import build_args, mac_address, parse_usernet
+
+UUID = "6f1b3c2e-8a51-4f0e-9d7b-0c2a4e1f5a77"
+TCG = Accel("tcg", "test")
+
+
+def spec(**changes: object) -> GuestSpec:
+    values: dict[str, object] = {
+        "server_id": UUID, "name": "web", "image_id": "img", "vcpus": 2, "memory_mb": 512,
+        "root_gb": 1, "forwards": (PortForward("tcp", 22),),
+        "metadata_socket": Path("/data/run/md,1.sock"),
+    }
+    values.update(changes)
+    return GuestSpec(**values)  # type: ignore[arg-type]
+
+
+def option(args: list[str], flag: str) -> list[str]:
+    return [args[i + 1] for i, arg in enumerate(args) if arg == flag]
+
+
+def test_tcg_when_kvm_does_not_work() -> None:
+    args = build_args(spec(), TCG, disk_format="qcow2")
+    assert option(args, "-accel") == ["tcg,thread=multi"]
+    assert option(args, "-cpu") == ["max"]
+    kvm = build_args(spec(), Accel("kvm", "test"), disk_format="qcow2")
+    assert option(kvm, "-accel") == ["kvm"] and option(kvm, "-cpu") == ["host"]
+
+
+def test_size_console_monitor_and_smbios() -> None:
+    args = build_args(spec(), TCG, disk_format="qcow2")
+    assert option(args, "-m") == ["512"] and option(args, "-smp") == ["2"]
+    assert "-nodefaults" in args and option(args, "-display") == ["none"]
+    assert option(args, "-smbios") == [
+        "type=1,manufacturer=OpenStack Foundation,product=OpenStack Nova,"
+        f"serial={UUID},uuid={UUID}"
+    ]
+    assert option(args, "-uuid") == [UUID]
+    assert option(args, "-serial") == ["chardev:console"]
+    assert "file,id=console,path=console.log,append=on" in option(args, "-chardev")
+    assert option(args, "-qmp") == ["unix:qmp.sock,server=on,wait=off"]
+    assert "file=disk,if=none,id=root,format=qcow2" in option(args, "-drive")[0]
+    assert "virtio-blk-pci,drive=root,bootindex=0" in option(args, "-device")
+
+
+def test_user_network_is_restricted_with_metadata_relay_and_forwards() -> None:
+    args = build_args(spec(forwards=(PortForward("tcp", 22), PortForward("udp", 53, 5353))),
+                      TCG, disk_format="qcow2")
+    (netdev,) = option(args, "-netdev")
+    assert netdev.startswith("user,id=n0,net=169.254.0.0/16,restrict=on,")
+    # The comma in the socket path is doubled for QEMU's option parser.
+    assert "guestfwd=tcp:169.254.169.254:80-cmd:socat - UNIX-CONNECT:/data/run/md,,1.sock" in netdev
+    assert netdev.endswith(",hostfwd=tcp:127.0.0.1:0-:22,hostfwd=udp:127.0.0.1:5353-:53")
+    assert f"virtio-net-pci,netdev=n0,mac={mac_address(UUID)}" in option(args, "-device")
+
+
+def test_no_metadata_relay_without_a_socket() -> None:
+    (netdev,) = option(build_args(spec(metadata_socket=None), TCG, disk_format="raw"), "-netdev")
+    assert "guestfwd" not in netdev
+
+
+def test_outbound_traffic_is_refused_rather_than_exposing_loopback() -> None:
+    with pytest.raises(BadRequest, match=r"127\.0\.0\.1"):
+        build_args(spec(allow_outbound=True), TCG, disk_format="qcow2")
+
+
+def test_config_drive_is_a_read_only_cdrom() -> None:
+    args = build_args(spec(config_drive=Path("/d/config.iso")), TCG, disk_format="qcow2")
+    assert ("file=/d/config.iso,if=none,id=config,media=cdrom,readonly=on,format=raw"
+            in option(args, "-drive"))
+    assert "ide-cd,drive=config,bus=ide.1" in option(args, "-device")
+
+
+def test_bad_sizes_and_ports_are_refused() -> None:
+    with pytest.raises(BadRequest):
+        build_args(spec(vcpus=0), TCG, disk_format="qcow2")
+    with pytest.raises(BadRequest):
+        build_args(spec(forwards=(PortForward("icmp", 0),)), TCG, disk_format="qcow2")
+    with pytest.raises(BadRequest):
+        build_args(spec(forwards=(PortForward("tcp", 70000),)), TCG, disk_format="qcow2")
+
+
+def test_mac_is_stable_and_nova_like() -> None:
+    assert mac_address(UUID) == mac_address(UUID)
+    assert mac_address(UUID).startswith("fa:16:3e:") and len(mac_address(UUID)) == 17
+    assert mac_address(UUID) != mac_address("other")
+
+
+USERNET = """Hub -1 (n0):
+  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ
+  TCP[HOST_FORWARD]  13       127.0.0.1 36541  169.254.2.15    22     0     0
+  UDP[HOST_FORWARD]  14       127.0.0.1  5353  169.254.2.15    53     0     0
+  TCP[ESTABLISHED]   15       127.0.0.1 50000  169.254.2.15    22     0     0
+"""
+
+
+def test_parse_usernet() -> None:
+    assert parse_usernet(USERNET) == {"tcp/22": 36541, "udp/53": 5353}
