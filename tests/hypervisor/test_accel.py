@@ -51,7 +51,7 @@ def test_probe_decides_when_the_readings_look_fine() -> None:
 
 
 def test_forced_kvm_that_cannot_work_is_a_clear_error() -> None:
-    with pytest.raises(KvmUnavailable, match="KVM unavailable: .*kvm_pvm.*virt_type = qemu"):
+    with pytest.raises(KvmUnavailable, match=r"KVM unavailable: .*kvm_pvm.*virt_type = qemu"):
         decide("kvm", HostReadings(True, True, frozenset(), "b"), probe=no_probe)
     assert decide("qemu", GOOD, probe=no_probe).name == "tcg"
 
