@@ -29,6 +29,8 @@ def validate_user_data(b64: str) -> bytes:
             f"User data too large: more than {MAX_USER_DATA} bytes (64 KiB) once decoded; "
             "put larger payloads in an image or fetch them from the guest"
         )
+    if len(text) % 4:
+        raise BadRequest("Invalid user_data: it is not valid base64 (length not a multiple of 4)")
     try:
         data = binascii.a2b_base64(text.encode("ascii"), strict_mode=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
