@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kumo.db.base import Base, new_hex_id, utcnow
@@ -18,6 +19,9 @@ class Project(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     enabled: Mapped[bool] = mapped_column(default=True)
     domain_id: Mapped[str] = mapped_column(String(64), default="default")
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Keystone keeps attributes it does not know in `extra` and returns them as they came.
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -34,6 +38,9 @@ class User(Base):
     default_project_id: Mapped[str | None] = mapped_column(
         ForeignKey("projects.id", ondelete="SET NULL"), default=None
     )
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Tokens issued before this moment are refused (set when the password changes).
+    password_changed_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -42,6 +49,7 @@ class Role(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_hex_id)
     name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
 
 
 class RoleAssignment(Base):

@@ -11,12 +11,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from kumo.api.context import context_of
+from kumo.api.context import RequestContext, context_of
 from kumo.api.errors import Flavor
 from kumo.api.http import read_json
 from kumo.api.parts import part_app, runtime_from
 from kumo.db.engine import session_scope
-from kumo.errors import NotFound
+from kumo.errors import Forbidden, NotFound, Unauthorized
 from kumo.identity.auth import DEFAULT_DOMAIN, authenticate
 from kumo.identity.catalog import catalog
 from kumo.identity.models import Project, Role, User
@@ -97,15 +97,30 @@ def _subject(request: Request) -> str:
     return subject
 
 
+def _subject_data(session: Any, caller: RequestContext, subject: str) -> TokenData:
+    """The subject token's content; 404 if it is not valid (as Keystone answers).
+
+    Keystone's policy: the admin may look at any token, anyone else at their own.
+    """
+    try:
+        _, data = context_for(session, subject)
+    except Unauthorized as exc:
+        raise NotFound(f"Could not find token: {exc.message}") from None
+    if not caller.is_admin and data.user_id != caller.user_id:
+        raise Forbidden("You are not authorized to perform the requested action: "
+                        "identity:validate_token.")
+    return data
+
+
 async def check_token(request: Request) -> Response:
     """GET/HEAD: validate X-Subject-Token (the caller must be authenticated too)."""
-    context_of(request)
+    caller = context_of(request)
     runtime = runtime_from(request)
     subject = _subject(request)
 
     def work() -> dict[str, Any]:
         with session_scope(runtime.sessions) as session:
-            _, data = context_for(session, subject)
+            data = _subject_data(session, caller, subject)
             return token_body(runtime, session, data)
 
     document = await run_in_threadpool(work)
@@ -116,14 +131,13 @@ async def check_token(request: Request) -> Response:
 
 
 async def revoke_token(request: Request) -> Response:
-    context_of(request)
+    caller = context_of(request)
     runtime = runtime_from(request)
     subject = _subject(request)
 
     def work() -> None:
         with session_scope(runtime.sessions) as session:
-            _, data = context_for(session, subject)
-            revoke(session, data)
+            revoke(session, _subject_data(session, caller, subject))
 
     await run_in_threadpool(work)
     return Response(status_code=204)

@@ -54,7 +54,8 @@ def issue(
     now: datetime | None = None,
     ttl: timedelta = TOKEN_TTL,
 ) -> tuple[str, TokenData]:
-    issued = now or utcnow()
+    # Sub-second precision, so a password change invalidates tokens issued just before it.
+    issued = now or datetime.now(UTC)
     data = TokenData(
         token_id=secrets.token_hex(16),
         user_id=user_id,
@@ -68,7 +69,7 @@ def issue(
         "u": user_id,
         "p": project_id,
         "m": list(methods),
-        "i": int(issued.timestamp()),
+        "i": issued.timestamp(),
         "e": int(data.expires_at.timestamp()),
     }
     token = signing_key(session).encrypt(json.dumps(payload).encode()).decode()
@@ -132,6 +133,12 @@ def context_for(
         raise Unauthorized("The user of this token no longer exists or is disabled.")
     if project is None or not project.enabled:
         raise Unauthorized("The project of this token no longer exists or is disabled.")
+    changed = user.password_changed_at
+    if changed is not None:
+        # SQLite hands back naive datetimes; every time kumo stores is UTC.
+        changed = changed if changed.tzinfo else changed.replace(tzinfo=UTC)
+        if data.issued_at < changed:
+            raise Unauthorized("The token was issued before the user's password changed.")
     roles = role_names(session, user.id, project.id)
     if not roles:
         raise Unauthorized("The user has no role on the token's project any more.")
