@@ -107,8 +107,9 @@ def _attr(finding: Any, *names: str) -> str:
 def run_lint(path: Path, *, force: bool) -> None:
     """Show `kumo.imagebuild.lint.lint_image(path)`'s findings; stop on errors unless force."""
     try:
-        from kumo.imagebuild.lint import lint_image  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
+        # Imported late: the linter is a separate part, and heavy to load.
+        lint_image = importlib.import_module("kumo.imagebuild.lint").lint_image
+    except (ImportError, AttributeError):
         raise CLIError(
             "--lint is not available: this kumo has no image linter (kumo.imagebuild.lint)"
         ) from None
@@ -141,10 +142,16 @@ def find_image(cloud: CloudClient, name_or_id: str) -> dict[str, Any]:
     except CLIError as exc:
         if exc.status != 404:
             raise
-    return cloud.find(
-        "image", "/v2/images", name_or_id, kind="image", plural="images",
-        extra_params={"os_hidden": "true"},
-    )
+        not_found = exc
+    # Glance lists hidden images only when asked to.
+    body = cloud.json("image", "GET", "/v2/images",
+                      params={"name": name_or_id, "os_hidden": "true"})
+    matches = [image for image in body.get("images", []) if image.get("name") == name_or_id]
+    if len(matches) == 1:
+        return dict(matches[0])
+    if matches:
+        raise CLIError(f"More than one image exists with the name '{name_or_id}'; use its ID.")
+    raise not_found
 
 
 def parse_properties(pairs: list[str]) -> dict[str, str]:
@@ -377,6 +384,8 @@ def download(
             )
         if output.is_dir():
             raise CLIError(f"{output} is a directory; give a file name")
+        if not output.parent.resolve().is_dir():
+            raise CLIError(f"{output.parent}: no such directory")
         algorithms = ["md5"]
         algo = found.get("os_hash_algo")
         if algo and algo != "md5":
