@@ -41,9 +41,12 @@ class LocalImageFetcher:
         self.runtime = runtime
 
     def fetch(self, image_id: str, dest_partial: Path) -> FetchedImage:
+        from kumo.db.engine import session_scope
         from kumo.image import service
 
-        image: Any = service.get_image_for_boot(self.runtime, image_id)
+        # No request context: compute already checked the user may boot the image.
+        with session_scope(self.runtime.sessions) as session:
+            image: Any = service.get_image_for_boot(session, None, image_id)
         disk_format = str(image.disk_format or "")
         if not disk_format:
             raise BadRequest(f"image {image_id} has no disk_format")
