@@ -43,9 +43,9 @@ def error_body(flavor: Flavor, status: int, title: str, message: str, nova_key: 
     if flavor is Flavor.NETWORK:
         kind = _NEUTRON_TYPES.get(status, "NeutronError")
         return {"NeutronError": {"type": kind, "message": message, "detail": ""}}
-    # Glance (webob) answers JSON clients with this shape; glanceclient and the SDK
-    # read `message` (or the text) into their exception.
-    return {"code": status, "title": title, "message": message}
+    # Glance: glanceclient and the SDK take `message` from each top-level *object*
+    # of a JSON error body (a flat {"message": ...} makes glanceclient crash).
+    return {"error": {"code": status, "title": title, "message": message}}
 
 
 def render(flavor: Flavor, status: int, title: str, message: str, nova_key: str) -> Response:

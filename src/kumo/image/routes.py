@@ -1,11 +1,373 @@
-"""Glance v2 (placeholder until the image part lands)."""
+"""Glance v2 over HTTP: thin handlers that parse, call `kumo.image.service`, shape replies.
 
+Mounted under /image by `kumo.api.app`; database work runs in the thread pool so
+the event loop keeps streaming other uploads and downloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
+from kumo.api.context import RequestContext, context_of
 from kumo.api.errors import Flavor
-from kumo.api.parts import part_app
+from kumo.api.http import expect_object, read_json
+from kumo.api.parts import part_app, runtime_from
+from kumo.db.engine import session_scope
+from kumo.errors import BadRequest, RangeNotSatisfiable, UnsupportedMediaType
+from kumo.image import changes, query, service
+from kumo.image.schemas import (
+    image_schema,
+    image_view,
+    images_schema,
+    member_schema,
+    member_view,
+    members_schema,
+)
+from kumo.image.upload import BLOCK_SIZE, BlockChannel, ClientGone
 from kumo.runtime import Runtime
+
+PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
+T = TypeVar("T")
+VERSIONS = [("v2.16", "CURRENT"), *((f"v2.{n}", "SUPPORTED") for n in range(15, -1, -1))]
+
+
+def _versions(request: Request, status: int) -> Response:
+    base = runtime_from(request).settings.base_url
+    body = {
+        "versions": [
+            {"id": vid, "status": state, "links": [{"rel": "self", "href": f"{base}/image/v2/"}]}
+            for vid, state in VERSIONS
+        ]
+    }
+    return JSONResponse(body, status_code=status)
+
+
+async def root(request: Request) -> Response:
+    return _versions(request, 300)
+
+
+async def versions(request: Request) -> Response:
+    return _versions(request, 200)
+
+
+async def _db(request: Request, work: Callable[[Session, RequestContext], T]) -> T:
+    """Run `work(session, context)` in one transaction on the thread pool."""
+    context = context_of(request)
+    runtime = runtime_from(request)
+
+    def run() -> T:
+        with session_scope(runtime.sessions) as session:
+            return work(session, context)
+
+    return await run_in_threadpool(run)
+
+
+def _image_id(request: Request) -> str:
+    return str(request.path_params["image_id"])
+
+
+async def create_image(request: Request) -> Response:
+    context_of(request)
+    body = expect_object(await read_json(request), "The image")
+    view = await _db(request, lambda s, c: image_view(service.create_image(s, c, body)))
+    return JSONResponse(
+        view,
+        status_code=201,
+        headers={
+            "Location": f"{runtime_from(request).settings.base_url}/image/v2/images/{view['id']}",
+            "OpenStack-image-import-methods": "",
+        },
+    )
+
+
+async def list_images(request: Request) -> Response:
+    parsed = query.parse_query(list(request.query_params.multi_items()))
+
+    def work(session: Session, context: RequestContext) -> dict[str, Any]:
+        page, marker = query.run_query(session, context, parsed)
+        body: dict[str, Any] = {
+            "images": [image_view(image) for image in page],
+            "first": "/v2/images",
+            "schema": "/v2/schemas/images",
+        }
+        if marker is not None:
+            body["next"] = query.next_link(parsed, marker)
+        return body
+
+    return JSONResponse(await _db(request, work))
+
+
+async def show_image(request: Request) -> Response:
+    image_id = _image_id(request)
+    return JSONResponse(
+        await _db(request, lambda s, c: image_view(service.get_image(s, c, image_id)))
+    )
+
+
+async def update_image(request: Request) -> Response:
+    context_of(request)
+    ops = changes.parse_patch(await read_json(request, content_types=(PATCH_TYPE,)))
+    image_id = _image_id(request)
+    view = await _db(request, lambda s, c: image_view(service.update_image(s, c, image_id, ops)))
+    return JSONResponse(view)
+
+
+async def delete_image(request: Request) -> Response:
+    context = context_of(request)
+    await run_in_threadpool(
+        service.delete_image, runtime_from(request), context, _image_id(request)
+    )
+    return Response(status_code=204)
+
+
+async def put_tag(request: Request) -> Response:
+    image_id, tag = _image_id(request), str(request.path_params["tag"])
+    await _db(request, lambda s, c: service.add_tag(s, c, image_id, tag))
+    return Response(status_code=204)
+
+
+async def delete_tag(request: Request) -> Response:
+    image_id, tag = _image_id(request), str(request.path_params["tag"])
+    await _db(request, lambda s, c: service.remove_tag(s, c, image_id, tag))
+    return Response(status_code=204)
+
+
+async def deactivate(request: Request) -> Response:
+    image_id = _image_id(request)
+    await _db(request, lambda s, c: service.set_active_state(s, c, image_id, False))
+    return Response(status_code=204)
+
+
+async def reactivate(request: Request) -> Response:
+    image_id = _image_id(request)
+    await _db(request, lambda s, c: service.set_active_state(s, c, image_id, True))
+    return Response(status_code=204)
+
+
+# -- members --------------------------------------------------------------------------
+
+
+async def members(request: Request) -> Response:
+    image_id = _image_id(request)
+    if request.method == "POST":
+        context_of(request)
+        body = expect_object(await read_json(request), "The member")
+        unknown = set(body) - {"member"}
+        if "member" not in body or unknown:
+            raise BadRequest('The body must be {"member": "<project id>"}')
+        view = await _db(
+            request, lambda s, c: member_view(service.add_member(s, c, image_id, body["member"]))
+        )
+        return JSONResponse(view)
+    listed = await _db(
+        request, lambda s, c: [member_view(m) for m in service.list_members(s, c, image_id)]
+    )
+    return JSONResponse({"members": listed, "schema": "/v2/schemas/members"})
+
+
+async def member(request: Request) -> Response:
+    image_id, member_id = _image_id(request), str(request.path_params["member_id"])
+    if request.method == "DELETE":
+        await _db(request, lambda s, c: service.remove_member(s, c, image_id, member_id))
+        return Response(status_code=204)
+    if request.method == "PUT":
+        context_of(request)
+        body = expect_object(await read_json(request), "The member status")
+        if set(body) != {"status"}:
+            raise BadRequest('The body must be {"status": "accepted|rejected|pending"}')
+        view = await _db(
+            request,
+            lambda s, c: member_view(
+                service.update_member(s, c, image_id, member_id, body["status"])
+            ),
+        )
+        return JSONResponse(view)
+    return JSONResponse(
+        await _db(request, lambda s, c: member_view(service.get_member(s, c, image_id, member_id)))
+    )
+
+
+# -- data -------------------------------------------------------------------------------
+
+
+def _expected_size(request: Request) -> int | None:
+    raw = request.headers.get("x-openstack-image-size")
+    if raw is None:
+        return None
+    try:
+        size = int(raw)
+    except ValueError:
+        raise BadRequest(f"x-openstack-image-size must be a whole number, got {raw!r}") from None
+    if size < 0:
+        raise BadRequest("x-openstack-image-size must not be negative")
+    return size
+
+
+async def upload(request: Request) -> Response:
+    """PUT .../file: gather the body into blocks; a worker thread inspects, hashes, stores."""
+    context = context_of(request)
+    runtime = runtime_from(request)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/octet-stream":
+        raise UnsupportedMediaType(
+            f"Content-Type {ctype or '(none)'!r} is not supported for image data; "
+            "send application/octet-stream"
+        )
+    expected = _expected_size(request)
+    channel = BlockChannel(asyncio.get_running_loop())
+    worker = asyncio.ensure_future(
+        run_in_threadpool(
+            service.upload_image_data, runtime, context, _image_id(request), channel, expected
+        )
+    )
+    await _pump(request, channel, worker)
+    await worker  # raises the upload's error, if any (mapped to Glance's shape)
+    return Response(status_code=204)
+
+
+async def _pump(request: Request, channel: BlockChannel, worker: asyncio.Future[Any]) -> None:
+    """Feed the request body to `channel` until it ends, the client goes, or the worker stops."""
+    receive = request.receive
+    buffer = bytearray()
+    feeding = True
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if feeding:
+                await channel.put(
+                    ClientGone("the client disconnected before the upload ended"), worker
+                )
+            return
+        chunk = message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        if feeding and chunk:
+            buffer += chunk
+            if len(buffer) >= BLOCK_SIZE:
+                feeding = await channel.put(buffer, worker)
+                buffer = bytearray()
+        if not more:
+            if feeding:
+                if buffer:
+                    feeding = await channel.put(buffer, worker)
+                if feeding:
+                    await channel.put(None, worker)
+            return
+        # Once the worker has refused the data, the rest of the body is read and
+        # dropped, so the client gets the 4xx instead of a broken pipe.
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(header: str, size: int) -> tuple[int, int]:
+    """An inclusive (first, last) byte range from a Range header; 416 if unsatisfiable."""
+    match = _RANGE.match(header.strip())
+    if not match or match.groups() == ("", ""):
+        raise BadRequest(f"Invalid Range header {header!r}: expected bytes=first-last")
+    first_raw, last_raw = match.groups()
+    if first_raw == "":
+        length = int(last_raw)
+        if length == 0 or size == 0:
+            raise RangeNotSatisfiable(f"Range {header!r} is not satisfiable for {size} bytes")
+        return max(size - length, 0), size - 1
+    first = int(first_raw)
+    last = int(last_raw) if last_raw else size - 1
+    if first >= size or last < first:
+        raise RangeNotSatisfiable(f"Range {header!r} is not satisfiable for {size} bytes")
+    return first, min(last, size - 1)
+
+
+async def download(request: Request) -> Response:
+    context = context_of(request)
+    runtime = runtime_from(request)
+    image_id = _image_id(request)
+    header = request.headers.get("range")
+    size = await run_in_threadpool(service.image_size, runtime, context, image_id)
+    if size is None:
+        return Response(status_code=204)
+    byte_range = parse_range(header, size) if header else None
+    data = await run_in_threadpool(service.open_download, runtime, context, image_id, byte_range)
+    if data is None:
+        return Response(status_code=204)
+    headers = {"Content-Length": str(data.end - data.start)}
+    status = 200
+    if byte_range is not None:
+        status = 206
+        headers["Content-Range"] = f"bytes {data.start}-{data.end - 1}/{data.size}"
+    elif data.checksum:
+        headers["Content-MD5"] = data.checksum
+    return StreamingResponse(
+        data.chunks, status_code=status, headers=headers, media_type="application/octet-stream"
+    )
+
+
+# -- discovery ---------------------------------------------------------------------------
+
+
+def _static(body: Callable[[], dict[str, Any]]) -> Callable[[Request], Any]:
+    async def handler(_request: Request) -> Response:
+        return JSONResponse(body())
+
+    return handler
+
+
+async def info_import(request: Request) -> Response:
+    context_of(request)
+    return JSONResponse(
+        {
+            "import-methods": {
+                "description": "Import methods available.",
+                "type": "array",
+                "value": [],
+            }
+        }
+    )
+
+
+async def info_stores(request: Request) -> Response:
+    context_of(request)
+    return JSONResponse(
+        {
+            "stores": [
+                {"id": "file", "description": "kumo's filesystem store", "default": True},
+            ]
+        }
+    )
 
 
 def build_app(runtime: Runtime) -> Starlette:
-    return part_app(runtime, [], Flavor.IMAGE)
+    images = "/v2/images/{image_id}"
+    routes = [
+        Route("/", root, methods=["GET"]),
+        Route("/versions", versions, methods=["GET"]),
+        Route("/v2/images", list_images, methods=["GET"]),
+        Route("/v2/images", create_image, methods=["POST"]),
+        Route(images, show_image, methods=["GET"]),
+        Route(images, update_image, methods=["PATCH"]),
+        Route(images, delete_image, methods=["DELETE"]),
+        Route(images + "/file", upload, methods=["PUT"]),
+        Route(images + "/file", download, methods=["GET"]),
+        Route(images + "/tags/{tag}", put_tag, methods=["PUT"]),
+        Route(images + "/tags/{tag}", delete_tag, methods=["DELETE"]),
+        Route(images + "/members", members, methods=["GET", "POST"]),
+        Route(images + "/members/{member_id}", member, methods=["GET", "PUT", "DELETE"]),
+        Route(images + "/actions/deactivate", deactivate, methods=["POST"]),
+        Route(images + "/actions/reactivate", reactivate, methods=["POST"]),
+        Route("/v2/schemas/image", _static(image_schema), methods=["GET"]),
+        Route("/v2/schemas/images", _static(images_schema), methods=["GET"]),
+        Route("/v2/schemas/member", _static(member_schema), methods=["GET"]),
+        Route("/v2/schemas/members", _static(members_schema), methods=["GET"]),
+        Route("/v2/info/import", info_import, methods=["GET"]),
+        Route("/v2/info/stores", info_stores, methods=["GET"]),
+    ]
+    return part_app(runtime, routes, Flavor.IMAGE)

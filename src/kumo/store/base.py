@@ -36,3 +36,7 @@ class ImageStore(ABC):
     @abstractmethod
     def sweep_partial(self) -> list[str]:
         """Remove leftovers of writes that never finished (after a crash); return them."""
+
+    @abstractmethod
+    def locations(self) -> list[str]:
+        """Every complete object in the store (to find orphans after a crash)."""

@@ -1,8 +1,17 @@
-"""Image bytes as files in one folder: `<dir>/<image id>`."""
+"""Image bytes as files in one folder: `<dir>/<image id>`.
+
+Writes go to `<id>.partial`, are fsynced and renamed into place, so a crash never
+leaves a file that looks whole. Where the filesystem allows it the data is written
+with O_DIRECT from a page-aligned staging buffer: on a VM the kernel's page-cache
+copy of a fresh gigabyte costs more CPU than hashing it, and an upload is meant to
+cost little more than one sha512 pass.
+"""
 
 from __future__ import annotations
 
 import errno
+import fcntl
+import mmap
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -12,7 +21,79 @@ from kumo.errors import InsufficientStorage, NotFound
 from kumo.store.base import ImageStore, StoredObject
 
 PARTIAL_SUFFIX = ".partial"
-READ_CHUNK = 1024 * 1024
+READ_CHUNK = 4 * 1024 * 1024
+STAGE_SIZE = 8 * 1024 * 1024  # a multiple of every block size O_DIRECT may demand
+O_DIRECT = getattr(os, "O_DIRECT", 0)
+
+
+class _Writer:
+    """Writes chunks to an open file, through O_DIRECT when the filesystem takes it."""
+
+    def __init__(self, path: Path) -> None:
+        self.direct = bool(O_DIRECT)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+        try:
+            self.fd = os.open(path, flags | (O_DIRECT if self.direct else 0), 0o644)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            self.direct = False  # tmpfs and friends refuse O_DIRECT
+            self.fd = os.open(path, flags, 0o644)
+        self.stage = mmap.mmap(-1, STAGE_SIZE) if self.direct else None
+        self.view = memoryview(self.stage) if self.stage is not None else None
+        self.fill = 0
+        self.size = 0
+
+    def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        self.size += len(chunk)
+        if self.view is None:
+            self._write_all(memoryview(chunk))
+            return
+        data = memoryview(chunk)
+        while data:
+            take = min(len(data), STAGE_SIZE - self.fill)
+            self.view[self.fill : self.fill + take] = data[:take]
+            self.fill += take
+            data = data[take:]
+            if self.fill == STAGE_SIZE:
+                self._flush_stage()
+
+    def _flush_stage(self) -> None:
+        assert self.view is not None
+        try:
+            self._write_all(self.view[: self.fill])
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or not self.direct:
+                raise
+            self._drop_direct()  # the filesystem took the open but not the write
+            self._write_all(self.view[: self.fill])
+        self.fill = 0
+
+    def _drop_direct(self) -> None:
+        flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, flags & ~O_DIRECT)
+        self.direct = False
+
+    def _write_all(self, data: memoryview) -> None:
+        while data:
+            written = os.write(self.fd, data)
+            data = data[written:]
+
+    def finish(self) -> None:
+        """Write the unaligned tail without O_DIRECT, then fsync."""
+        if self.view is not None and self.fill:
+            if self.direct:
+                self._drop_direct()
+            self._write_all(self.view[: self.fill])
+            self.fill = 0
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        if self.view is not None:
+            self.view.release()
+        if self.stage is not None:
+            self.stage.close()
+        os.close(self.fd)
 
 
 class FilesystemStore(ImageStore):
@@ -32,14 +113,14 @@ class FilesystemStore(ImageStore):
     def put(self, image_id: str, chunks: Iterable[bytes]) -> StoredObject:
         final = self.root / image_id
         partial = final.with_name(final.name + PARTIAL_SUFFIX)
-        size = 0
         try:
-            with open(partial, "wb") as out:
+            writer = _Writer(partial)
+            try:
                 for chunk in chunks:
-                    out.write(chunk)
-                    size += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+                    writer.write(chunk)
+                writer.finish()
+            finally:
+                writer.close()
             os.replace(partial, final)
             dir_fd = os.open(self.root, os.O_RDONLY)
             try:
@@ -53,12 +134,12 @@ class FilesystemStore(ImageStore):
                     f"no space left in {self.root} while storing image {image_id}"
                 ) from exc
             raise
-        return StoredObject(location=final.as_uri(), size=size)
+        return StoredObject(location=final.as_uri(), size=writer.size)
 
     def get(self, location: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         path = self._path(location)
         try:
-            handle = open(path, "rb")  # noqa: SIM115 - closed by the generator
+            handle = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the generator
         except FileNotFoundError:
             raise NotFound(f"image data is missing from the store: {path}") from None
 
@@ -79,6 +160,13 @@ class FilesystemStore(ImageStore):
 
     def delete(self, location: str) -> None:
         self._path(location).unlink(missing_ok=True)
+
+    def locations(self) -> list[str]:
+        return [
+            path.as_uri()
+            for path in sorted(self.root.iterdir())
+            if path.is_file() and not path.name.endswith(PARTIAL_SUFFIX)
+        ]
 
     def sweep_partial(self) -> list[str]:
         swept = []
