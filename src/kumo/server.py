@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +62,30 @@ def cloud_entry(settings: Settings, password: str) -> dict[str, Any]:
     }
 
 
+class CloudsYamlError(Exception):
+    """An existing clouds.yaml kumo would merge into is not one it can safely rewrite."""
+
+
 def write_clouds_yaml(path: Path, entry: dict[str, Any]) -> None:
-    """Set the `kumo` cloud in a clouds.yaml, keeping every other cloud in it."""
+    """Set the `kumo` cloud in a clouds.yaml, keeping every other cloud in it.
+
+    A file that is not valid YAML, or not shaped like a clouds.yaml, is left
+    untouched (CloudsYamlError): rewriting it would lose the user's other clouds.
+    """
     document: dict[str, Any] = {}
     if path.exists():
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if isinstance(loaded, dict):
-            document = loaded
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise CloudsYamlError(f"{path}: cannot read it as YAML ({exc})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise CloudsYamlError(f"{path}: expected a mapping with a 'clouds' key")
+        document = loaded or {}
     clouds = document.setdefault("clouds", {})
+    if clouds is None:
+        clouds = document["clouds"] = {}
+    if not isinstance(clouds, dict):
+        raise CloudsYamlError(f"{path}: 'clouds' is not a mapping")
     clouds["kumo"] = entry
     write_private(path, yaml.safe_dump(document, sort_keys=False))
 
@@ -83,6 +100,9 @@ def prepare(settings: Settings) -> tuple[Runtime, str]:
     with session_scope(runtime.sessions) as session:
         bootstrap(session, password)
     recover(runtime)
+    from kumo.compute.service import register as register_compute
+
+    register_compute(runtime)
     return runtime, password
 
 
@@ -120,9 +140,15 @@ def serve(
         raise SystemExit(f"kumo: {exc}") from None
     settings.host = host or settings.host
     settings.port = settings.port if port is None else port
+    if not 0 <= settings.port <= 65535:
+        raise SystemExit(f"kumo: port {settings.port} is not between 0 and 65535")
     sock = bind(settings.host, settings.port)
     settings.port = sock.getsockname()[1]
-    runtime, password = prepare(settings)
+    try:
+        runtime, password = prepare(settings)
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"kumo: cannot use data directory {settings.data_dir}: {exc}") from None
     app = create_app(runtime)
     app.router.lifespan_context = lambda _app: lifespan(runtime, password, merge_user_clouds)
     config = uvicorn.Config(
@@ -130,7 +156,31 @@ def serve(
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
-    asyncio.run(server.serve(sockets=[sock]))
+    with _exit_quietly_on_signals():
+        asyncio.run(server.serve(sockets=[sock]))
+    if not server.started:
+        raise SystemExit("kumo: start-up failed; see the messages above")
+
+
+@contextlib.contextmanager
+def _exit_quietly_on_signals() -> Iterator[None]:
+    """Make SIGTERM and Ctrl-C end `kumo up` with status 0 after a graceful stop.
+
+    uvicorn handles both signals while it serves, then re-raises the one it got
+    against the handlers it found: with Python's defaults that is death by SIGTERM
+    (status 143) or a KeyboardInterrupt traceback. Handlers that do nothing turn
+    that re-raise into a clean return.
+    """
+    previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _ignore(_sig: int, _frame: object) -> None:
+    pass
 
 
 @contextlib.asynccontextmanager
@@ -141,9 +191,18 @@ async def lifespan(runtime: Runtime, password: str, merge: bool) -> AsyncIterato
         await service.start()
     clouds = settings.data_dir / "clouds.yaml"
     entry = cloud_entry(settings, password)
-    write_clouds_yaml(clouds, entry)
+    try:
+        write_clouds_yaml(clouds, entry)
+    except CloudsYamlError as exc:
+        # The data dir's clouds.yaml is kumo's own: replace a damaged one.
+        log.warning("replacing %s", exc)
+        write_private(clouds, yaml.safe_dump({"clouds": {"kumo": entry}}, sort_keys=False))
     if merge:
-        write_clouds_yaml(Path("~/.config/openstack/clouds.yaml").expanduser(), entry)
+        user_clouds = Path("~/.config/openstack/clouds.yaml").expanduser()
+        try:
+            write_clouds_yaml(user_clouds, entry)
+        except (CloudsYamlError, OSError) as exc:
+            log.warning("not adding cloud 'kumo' to your clouds.yaml: %s", exc)
     announce(settings, password, clouds)
     try:
         yield
