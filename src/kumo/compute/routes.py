@@ -1,11 +1,399 @@
-"""Nova v2.1 subset (placeholder until the compute part lands)."""
+"""Nova v2.1 routes: version discovery, flavors, key pairs, servers and their actions."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from kumo.api.errors import Flavor
-from kumo.api.parts import part_app
+from kumo.api.context import RequestContext, context_of
+from kumo.api.errors import Flavor as ErrorShape
+from kumo.api.http import read_json
+from kumo.api.parts import part_app, runtime_from
+from kumo.compute import flavors, keypairs, servers, views
+from kumo.compute.actions import server_action
+from kumo.compute.microversion import MAX_VERSION, MIN_VERSION, MicroversionMiddleware, text
+from kumo.compute.microversion import version_of as microversion
+from kumo.compute.models import InstanceAction, SecurityGroup, Server
+from kumo.compute.service import compute_of
+from kumo.db.engine import session_scope
+from kumo.errors import BadRequest, NotFound
 from kumo.runtime import Runtime
+
+T = TypeVar("T")
+
+
+def base_url(request: Request) -> str:
+    return f"{runtime_from(request).settings.base_url}/compute/v2.1"
+
+
+async def in_session(request: Request, work: Callable[[Session, RequestContext], T]) -> T:
+    """Run `work` on a worker thread in one transaction, with the caller's context."""
+    context = context_of(request)
+    runtime = runtime_from(request)
+
+    def run() -> T:
+        with session_scope(runtime.sessions) as session:
+            return work(session, context)
+
+    return await run_in_threadpool(run)
+
+
+def version_document(request: Request) -> dict[str, Any]:
+    return {
+        "id": "v2.1", "status": "CURRENT", "version": text(MAX_VERSION),
+        "min_version": text(MIN_VERSION), "updated": "2013-07-23T11:33:21Z",
+        "links": [{"rel": "self", "href": base_url(request) + "/"},
+                  {"rel": "describedby", "type": "text/html",
+                   "href": "https://docs.openstack.org/"}],
+        "media-types": [{"base": "application/json",
+                         "type": "application/vnd.openstack.compute+json;version=2.1"}],
+    }
+
+
+async def versions(request: Request) -> Response:
+    return JSONResponse({"versions": [version_document(request)]})
+
+
+async def version(request: Request) -> Response:
+    return JSONResponse({"version": version_document(request)})
+
+
+# -- flavors -----------------------------------------------------------------
+
+async def list_flavors(request: Request) -> Response:
+    detail = request.url.path.endswith("/detail")
+    mv, base = microversion(request), base_url(request)
+    query = dict(request.query_params)
+    found = await in_session(request, lambda s, c: flavors.list_flavors(s, c, query))
+    return JSONResponse({"flavors": [views.flavor_view(f, base, mv, detail) for f in found]})
+
+
+async def show_flavor(request: Request) -> Response:
+    flavor_id = request.path_params["flavor_id"]
+    found = await in_session(request, lambda s, c: flavors.get_flavor(s, flavor_id))
+    return JSONResponse({"flavor": views.flavor_view(found, base_url(request),
+                                                     microversion(request))})
+
+
+async def create_flavor(request: Request) -> Response:
+    body = await read_json(request)
+    mv = microversion(request)
+    if mv < (2, 55) and isinstance(body, dict) and "description" in body.get("flavor", {}):
+        raise BadRequest("Additional properties are not allowed ('description' was unexpected)")
+    found = await in_session(request, lambda s, c: flavors.create_flavor(s, c, body))
+    return JSONResponse({"flavor": views.flavor_view(found, base_url(request), mv)})
+
+
+async def delete_flavor(request: Request) -> Response:
+    flavor_id = request.path_params["flavor_id"]
+    await in_session(request, lambda s, c: flavors.delete_flavor(s, c, flavor_id))
+    return Response(status_code=202)
+
+
+async def flavor_extra_specs(request: Request) -> Response:
+    flavor_id = request.path_params["flavor_id"]
+    await in_session(request, lambda s, c: flavors.get_flavor(s, flavor_id))
+    return JSONResponse({"extra_specs": {}})
+
+
+# -- key pairs ---------------------------------------------------------------
+
+def _keypair_user(request: Request, mv: tuple[int, int]) -> str | None:
+    return request.query_params.get("user_id") if mv >= (2, 10) else None
+
+
+async def list_keypairs(request: Request) -> Response:
+    mv, query = microversion(request), request.query_params
+    limit = marker = None
+    if mv >= (2, 35):
+        marker = query.get("marker")
+        if "limit" in query:
+            try:
+                limit = int(query["limit"])
+            except ValueError:
+                raise BadRequest("Invalid limit: expected a whole number") from None
+    user = _keypair_user(request, mv)
+    found = await in_session(
+        request, lambda s, c: keypairs.list_keypairs(s, c, user, limit, marker))
+    body: dict[str, Any] = {"keypairs": [{"keypair": views.keypair_view(k, mv)} for k in found]}
+    if limit is not None and found and len(found) == limit:
+        body["keypairs_links"] = [{"rel": "next", "href": f"{base_url(request)}/os-keypairs?"
+                                   f"limit={limit}&marker={found[-1].name}"}]
+    return JSONResponse(body)
+
+
+async def create_keypair(request: Request) -> Response:
+    mv = microversion(request)
+    body = await read_json(request)
+    spec = body.get("keypair") if isinstance(body, dict) else None
+    if not isinstance(spec, dict):
+        raise BadRequest("Invalid input: 'keypair' is a required property")
+    key_type = spec.get("type", "ssh") if mv >= (2, 2) else "ssh"
+    user = spec.get("user_id") if mv >= (2, 10) else None
+
+    def work(session: Session, context: RequestContext) -> dict[str, Any]:
+        new = keypairs.create_keypair(
+            session, context, spec.get("name"), public_key=spec.get("public_key"),
+            key_type=key_type, user_id=user, allow_generate=mv < (2, 92))
+        shown = views.keypair_view(new.record, mv)
+        shown["user_id"] = new.record.user_id
+        if new.private_key is not None:
+            shown["private_key"] = new.private_key
+        return shown
+
+    shown = await in_session(request, work)
+    return JSONResponse({"keypair": shown}, status_code=201 if mv >= (2, 2) else 200)
+
+
+async def show_keypair(request: Request) -> Response:
+    mv, name = microversion(request), request.path_params["name"]
+    user = _keypair_user(request, mv)
+    found = await in_session(request, lambda s, c: keypairs.get_keypair(s, c, name, user))
+    return JSONResponse({"keypair": views.keypair_view(found, mv, full=True)})
+
+
+async def delete_keypair(request: Request) -> Response:
+    mv, name = microversion(request), request.path_params["name"]
+    user = _keypair_user(request, mv)
+    await in_session(request, lambda s, c: keypairs.delete_keypair(s, c, name, user))
+    return Response(status_code=204 if mv >= (2, 2) else 202)
+
+
+# -- servers -----------------------------------------------------------------
+
+def group_names(session: Session, server: Server) -> list[str]:
+    if not server.security_group_ids:
+        return []
+    rows = session.execute(select(SecurityGroup.id, SecurityGroup.name).where(
+        SecurityGroup.id.in_(server.security_group_ids))).all()
+    names = dict(rows)
+    return [names[g] for g in server.security_group_ids if g in names]
+
+
+async def create_server(request: Request) -> Response:
+    body = await read_json(request)
+    mv, base = microversion(request), base_url(request)
+    runtime = runtime_from(request)
+    compute = compute_of(runtime)
+    spec = body.get("server") if isinstance(body, dict) else None
+    user_data = None
+    if isinstance(spec, dict) and spec.get("user_data") is not None:
+        from kumo.metadata.userdata import validate_user_data
+
+        user_data = validate_user_data(spec["user_data"])
+
+    def work(session: Session, context: RequestContext) -> dict[str, Any]:
+        server = servers.create_server(session, context, body, mv, compute.images, user_data)
+        return {"id": server.id, "links": views.links(base, "servers", server.id),
+                "OS-DCF:diskConfig": "MANUAL",
+                "security_groups": [{"name": n} for n in group_names(session, server)]}
+
+    shown = await in_session(request, work)
+    compute.submit_spawn(shown["id"])
+    return JSONResponse({"server": shown}, status_code=202,
+                        headers={"Location": f"{base}/servers/{shown['id']}"})
+
+
+_LIST_FILTERS = {"all_tenants", "project_id", "tenant_id", "name", "status", "image", "flavor",
+                 "key_name", "user_id", "marker", "limit", "sort_key", "sort_dir", "deleted",
+                 "ip", "ip6", "host", "changes-since", "changes-before", "reservation_id",
+                 "locked", "description", "tags", "tags-any", "not-tags", "not-tags-any",
+                 "availability_zone", "config_drive", "access_ip_v4", "access_ip_v6",
+                 "auto_disk_config", "progress", "uuid", "vm_state", "task_state",
+                 "power_state", "launched_at", "terminated_at", "created_at", "display_name",
+                 "hostname", "node", "kernel_id", "ramdisk_id", "launch_index",
+                 "pinned_availability_zone"}
+
+
+async def list_servers(request: Request) -> Response:
+    detail = request.url.path.endswith("/detail")
+    mv, base = microversion(request), base_url(request)
+    query = dict(request.query_params)
+    unknown = set(query) - _LIST_FILTERS
+    if unknown and mv >= (2, 75):
+        raise BadRequest(f"Invalid input for query parameters {', '.join(sorted(unknown))}.")
+    if query.get("deleted", "false").lower() in ("true", "1"):
+        query["status"] = "DELETED"  # kumo keeps no deleted records: nothing matches
+
+    def work(session: Session, context: RequestContext) -> list[dict[str, Any]]:
+        return [views.server_view(s, base, mv, context, group_names(session, s), detail=detail)
+                for s in servers.list_servers(session, context, query, mv)]
+
+    return JSONResponse({"servers": await in_session(request, work)})
+
+
+async def show_server(request: Request) -> Response:
+    mv, base, server_id = microversion(request), base_url(request), request.path_params["id"]
+
+    def work(session: Session, context: RequestContext) -> dict[str, Any]:
+        server = servers.get_server(session, context, server_id)
+        return views.server_view(server, base, mv, context, group_names(session, server),
+                                 show=True)
+
+    return JSONResponse({"server": await in_session(request, work)})
+
+
+async def update_server(request: Request) -> Response:
+    body = await read_json(request)
+    mv, base, server_id = microversion(request), base_url(request), request.path_params["id"]
+    spec = body.get("server") if isinstance(body, dict) else None
+    if not isinstance(spec, dict):
+        raise BadRequest("Invalid input: 'server' is a required property")
+
+    def work(session: Session, context: RequestContext) -> dict[str, Any]:
+        context.require_writer()
+        server = servers.get_server(session, context, server_id)
+        if "name" in spec:
+            if not isinstance(spec["name"], str) or not spec["name"].strip():
+                raise BadRequest("Invalid input for field/attribute name")
+            server.name = spec["name"][:255]
+        if "description" in spec and mv >= (2, 19):
+            server.description = spec["description"]
+        session.flush()
+        return views.server_view(server, base, mv, context, group_names(session, server),
+                                 show=True)
+
+    return JSONResponse({"server": await in_session(request, work)})
+
+
+async def delete_server(request: Request) -> Response:
+    server_id = request.path_params["id"]
+    compute = compute_of(runtime_from(request))
+
+    def work(session: Session, context: RequestContext) -> bool:
+        return servers.begin_delete(session, context,
+                                    servers.get_server(session, context, server_id))
+
+    if await in_session(request, work):
+        compute.submit_delete(server_id)
+    return Response(status_code=204)
+
+
+async def action(request: Request) -> Response:
+    body = await read_json(request)
+    return await server_action(request, request.path_params["id"], body)
+
+
+# -- server metadata ---------------------------------------------------------
+
+def _invalidate(request: Request, server_id: str) -> None:
+    metadata = runtime_from(request).services.get("metadata")
+    if metadata is not None and hasattr(metadata, "invalidate"):
+        metadata.invalidate(server_id)
+
+
+async def server_metadata(request: Request) -> Response:
+    server_id = request.path_params["id"]
+    body = await read_json(request) if request.method in ("POST", "PUT") else None
+
+    def work(session: Session, context: RequestContext) -> dict[str, str]:
+        server = servers.get_server(session, context, server_id)
+        if body is None:
+            return dict(server.meta or {})
+        context.require_writer()
+        meta = body.get("metadata") if isinstance(body, dict) else None
+        new = servers.check_metadata(meta)
+        server.meta = new if request.method == "PUT" else {**(server.meta or {}), **new}
+        servers.check_metadata(server.meta)
+        return dict(server.meta)
+
+    meta = await in_session(request, work)
+    if body is not None:
+        _invalidate(request, server_id)
+    return JSONResponse({"metadata": meta})
+
+
+async def server_metadata_item(request: Request) -> Response:
+    server_id, key = request.path_params["id"], request.path_params["key"]
+    body = await read_json(request) if request.method == "PUT" else None
+
+    def work(session: Session, context: RequestContext) -> dict[str, str] | None:
+        server = servers.get_server(session, context, server_id)
+        meta = dict(server.meta or {})
+        if request.method == "GET":
+            if key not in meta:
+                raise NotFound("Metadata item was not found")
+            return {key: meta[key]}
+        context.require_writer()
+        if request.method == "DELETE":
+            if key not in meta:
+                raise NotFound("Metadata item was not found")
+            del meta[key]
+            server.meta = meta
+            return None
+        item = body.get("meta") if isinstance(body, dict) else None
+        if not isinstance(item, dict) or len(item) != 1 or key not in item:
+            raise BadRequest("Request body and URI mismatch")
+        meta.update(servers.check_metadata(item))
+        server.meta = servers.check_metadata(meta)
+        return {key: meta[key]}
+
+    shown = await in_session(request, work)
+    if request.method != "GET":
+        _invalidate(request, server_id)
+    if shown is None:
+        return Response(status_code=204)
+    return JSONResponse({"meta": shown})
+
+
+# -- instance actions --------------------------------------------------------
+
+async def instance_actions(request: Request) -> Response:
+    mv, server_id = microversion(request), request.path_params["id"]
+    wanted = request.path_params.get("request_id")
+
+    def work(session: Session, context: RequestContext) -> Any:
+        servers.get_server(session, context, server_id)
+        stmt = select(InstanceAction).where(InstanceAction.server_id == server_id)
+        if wanted is not None:
+            entry = session.scalar(stmt.where(InstanceAction.request_id == wanted))
+            if entry is None:
+                raise NotFound(f"Action {wanted} could not be found.")
+            shown = views.action_view(entry, mv)
+            shown["events"] = [{"event": f"compute_{entry.action}",
+                                "start_time": shown["start_time"],
+                                "finish_time": views.usec(entry.finish_time),
+                                "result": entry.result}]
+            return {"instanceAction": shown}
+        entries = session.scalars(stmt.order_by(InstanceAction.id.desc()))
+        return {"instanceActions": [views.action_view(e, mv) for e in entries]}
+
+    return JSONResponse(await in_session(request, work))
 
 
 def build_app(runtime: Runtime) -> Starlette:
-    return part_app(runtime, [], Flavor.COMPUTE)
+    v = "/v2.1"
+    routes = [
+        Route("/", versions), Route(v, version), Route(v + "/", version),
+        Route(v + "/flavors", list_flavors), Route(v + "/flavors/detail", list_flavors),
+        Route(v + "/flavors", create_flavor, methods=["POST"]),
+        Route(v + "/flavors/{flavor_id}", show_flavor),
+        Route(v + "/flavors/{flavor_id}", delete_flavor, methods=["DELETE"]),
+        Route(v + "/flavors/{flavor_id}/os-extra_specs", flavor_extra_specs),
+        Route(v + "/os-keypairs", list_keypairs),
+        Route(v + "/os-keypairs", create_keypair, methods=["POST"]),
+        Route(v + "/os-keypairs/{name}", show_keypair),
+        Route(v + "/os-keypairs/{name}", delete_keypair, methods=["DELETE"]),
+        Route(v + "/servers", list_servers), Route(v + "/servers/detail", list_servers),
+        Route(v + "/servers", create_server, methods=["POST"]),
+        Route(v + "/servers/{id}", show_server),
+        Route(v + "/servers/{id}", update_server, methods=["PUT"]),
+        Route(v + "/servers/{id}", delete_server, methods=["DELETE"]),
+        Route(v + "/servers/{id}/action", action, methods=["POST"]),
+        Route(v + "/servers/{id}/metadata", server_metadata, methods=["GET", "POST", "PUT"]),
+        Route(v + "/servers/{id}/metadata/{key}", server_metadata_item,
+              methods=["GET", "PUT", "DELETE"]),
+        Route(v + "/servers/{id}/os-instance-actions", instance_actions),
+        Route(v + "/servers/{id}/os-instance-actions/{request_id}", instance_actions),
+    ]
+    app = part_app(runtime, routes, ErrorShape.COMPUTE)
+    app.add_middleware(MicroversionMiddleware)
+    return app

@@ -1,0 +1,169 @@
+"""In-memory stand-ins for the hypervisor, the metadata channels and the image service.
+
+Used only by compute's unit and API tests: they keep state the way the real parts
+do (a guest is RUNNING until powered off, forwards get host ports, a killed guest
+is CRASHED), so the compute logic is exercised without booting QEMU.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from kumo.api.context import RequestContext
+from kumo.compute.images import BootImage
+from kumo.errors import KumoError, NotFound
+from kumo.hypervisor.driver import GuestSpec, GuestState, GuestStatus, PortForward
+
+
+@dataclass
+class Guest:
+    spec: GuestSpec
+    state: GuestState = GuestState.RUNNING
+    ports: dict[str, int] = field(default_factory=dict)
+    console: list[str] = field(default_factory=list)
+    fault: str | None = None
+
+
+class FakeHypervisor:
+    """Implements `kumo.hypervisor.driver.Hypervisor` in memory."""
+
+    def __init__(self) -> None:
+        self.guests: dict[str, Guest] = {}
+        self.fail_spawn: str | None = None  # message of the KumoError spawn raises
+        self.calls: list[tuple[str, str]] = []
+        self.snapshots: list[Path] = []
+        self._ports = itertools.count(40000)
+        self._lock = threading.Lock()
+
+    def _forward(self, guest: Guest, forwards: tuple[PortForward, ...]) -> dict[str, int]:
+        guest.ports = {f"{f.protocol}/{f.guest_port}": f.host_port or next(self._ports)
+                       for f in forwards}
+        return dict(guest.ports)
+
+    def _status(self, guest: Guest) -> GuestStatus:
+        running = guest.state is GuestState.RUNNING
+        return GuestStatus(guest.state, dict(guest.ports) if running else {}, guest.fault,
+                           pid=4242 if running else None)
+
+    def spawn(self, spec: GuestSpec) -> GuestStatus:
+        self.calls.append(("spawn", spec.server_id))
+        if self.fail_spawn:
+            raise KumoError(self.fail_spawn)
+        with self._lock:
+            guest = Guest(spec, console=[f"Booting {spec.name}", "login:"])
+            self._forward(guest, spec.forwards)
+            self.guests[spec.server_id] = guest
+            return self._status(guest)
+
+    def _guest(self, server_id: str) -> Guest:
+        guest = self.guests.get(server_id)
+        if guest is None:
+            raise NotFound(f"no guest {server_id}")
+        return guest
+
+    def power_on(self, spec: GuestSpec) -> GuestStatus:
+        self.calls.append(("power_on", spec.server_id))
+        guest = self._guest(spec.server_id)
+        guest.state, guest.fault, guest.spec = GuestState.RUNNING, None, spec
+        self._forward(guest, spec.forwards)
+        guest.console.append("Booting again")
+        return self._status(guest)
+
+    def power_off(self, server_id: str, *, graceful: bool = True, timeout: float = 60) -> None:
+        self.calls.append(("power_off", server_id))
+        guest = self._guest(server_id)
+        guest.state, guest.ports = GuestState.SHUTOFF, {}
+
+    def reboot(self, server_id: str, *, hard: bool = False) -> GuestStatus:
+        self.calls.append(("reboot_hard" if hard else "reboot", server_id))
+        guest = self._guest(server_id)
+        guest.console.append("Rebooting")
+        return self._status(guest)
+
+    def destroy(self, server_id: str) -> None:
+        self.calls.append(("destroy", server_id))
+        self.guests.pop(server_id, None)
+
+    def status(self, server_id: str) -> GuestStatus:
+        guest = self.guests.get(server_id)
+        return GuestStatus(GuestState.MISSING) if guest is None else self._status(guest)
+
+    def console_log(self, server_id: str, length: int | None = None) -> str:
+        lines = self._guest(server_id).console
+        return "\n".join(lines[-length:] if length else lines) + "\n"
+
+    def set_forwards(self, server_id: str, forwards: tuple[PortForward, ...]) -> dict[str, int]:
+        self.calls.append(("set_forwards", server_id))
+        return self._forward(self._guest(server_id), forwards)
+
+    def snapshot(self, server_id: str, dest: Path) -> str:
+        self._guest(server_id)
+        dest.write_bytes(b"QFI\xfb snapshot of " + server_id.encode())
+        self.snapshots.append(dest)
+        return "qcow2"
+
+    def adopt(self) -> dict[str, GuestStatus]:
+        return {sid: self._status(g) for sid, g in self.guests.items()
+                if g.state is GuestState.RUNNING}
+
+    # test helpers: what happens outside kumo's control
+    def kill(self, server_id: str, why: str = "QEMU was killed by signal 9") -> None:
+        guest = self.guests[server_id]
+        guest.state, guest.fault, guest.ports = GuestState.CRASHED, why, {}
+
+
+class FakeMetadata:
+    """The channel half of the metadata service."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.open: set[str] = set()
+
+    def open_channel(self, server_id: str) -> Path:
+        self.open.add(server_id)
+        return self.folder / f"{server_id}.sock"
+
+    def close_channel(self, server_id: str) -> None:
+        self.open.discard(server_id)
+
+
+class FakeImages:
+    """A tiny image registry: boot facts and snapshots."""
+
+    def __init__(self) -> None:
+        self.images: dict[str, BootImage] = {}
+        self.uploaded: dict[str, bytes] = {}
+        self.abandoned: list[str] = []
+        self._ids = itertools.count(1)
+
+    def add(self, image: BootImage) -> BootImage:
+        self.images[image.id] = image
+        return image
+
+    def boot_image(self, session: Session, context: RequestContext, image_id: str) -> BootImage:
+        image = self.images.get(image_id)
+        if image is None:
+            raise NotFound(f"No image found with ID {image_id}")
+        return image
+
+    def reserve_snapshot(self, context: RequestContext, name: str, disk_format: str,
+                         properties: dict[str, str], min_disk: int, min_ram: int) -> str:
+        image_id = f"00000000-0000-4000-8000-{next(self._ids):012d}"
+        self.images[image_id] = BootImage(image_id, name, "queued", min_disk, min_ram,
+                                          properties=properties)
+        return image_id
+
+    def upload_snapshot(self, context: RequestContext, image_id: str, source: Path) -> None:
+        self.uploaded[image_id] = source.read_bytes()
+        old = self.images[image_id]
+        self.images[image_id] = BootImage(old.id, old.name, "active", old.min_disk, old.min_ram,
+                                          properties=old.properties)
+
+    def abandon_snapshot(self, context: RequestContext, image_id: str) -> None:
+        self.abandoned.append(image_id)
+        self.images.pop(image_id, None)
