@@ -121,18 +121,18 @@ def _convert(path: str, raw: str, current: object) -> object:
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{path}: expected true or false, got {raw!r}")
+        raise ConfigError(f"expected true or false, got {raw!r}")
     if isinstance(current, int):
         try:
             return int(raw)
         except ValueError:
-            raise ConfigError(f"{path}: expected a whole number, got {raw!r}") from None
+            raise ConfigError(f"expected a whole number, got {raw!r}") from None
     if isinstance(current, list):
         return [item.strip() for item in raw.split(",") if item.strip()]
     value = raw.strip()
     choices = _CHOICES.get(path)
     if choices and value not in choices:
-        raise ConfigError(f"{path}: expected one of {', '.join(choices)}, got {value!r}")
+        raise ConfigError(f"expected one of {', '.join(choices)}, got {value!r}")
     return value
 
 
@@ -156,15 +156,55 @@ def load_settings(data_dir: Path | None = None, config_file: Path | None = None)
         return settings
     parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
     parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read(path)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            parser.read_file(stream)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc}") from None
+    except configparser.Error as exc:
+        # Missing section header, duplicate option, a line that is not `name = value`...
+        raise ConfigError(f"{path}: not a valid INI file: {exc.message}") from None
     for section in parser.sections():
         allowed = _SECTIONS.get(section)
         if allowed is None:
-            raise ConfigError(f"{path}: unknown section [{section}]")
+            known = ", ".join(f"[{name}]" for name in _SECTIONS)
+            raise ConfigError(f"{path}: unknown section [{section}]; kumo reads {known}")
         by_name = {entry.rsplit(".", 1)[-1]: entry for entry in allowed}
         for name, raw in parser.items(section):
             entry = by_name.get(name)
             if entry is None:
-                raise ConfigError(f"{path}: unknown option {name!r} in [{section}]")
-            _assign(settings, entry, raw)
+                raise ConfigError(
+                    f"{path}: unknown option {name!r} in [{section}]; "
+                    f"options there: {', '.join(sorted(by_name))}"
+                )
+            try:
+                _assign(settings, entry, raw)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: [{section}] {name}: {exc}") from None
+    _check(settings, path)
     return settings
+
+
+def _check(settings: Settings, path: Path) -> None:
+    """Value checks that span more than one type conversion."""
+    if not 0 <= settings.port <= 65535:
+        raise ConfigError(f"{path}: [DEFAULT] port: {settings.port} is not between 0 and 65535")
+    if settings.public_url and not settings.public_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"{path}: [DEFAULT] public_url: expected an http:// or https:// URL, "
+            f"got {settings.public_url!r}"
+        )
+    if not 576 <= settings.metadata.mtu <= 9000:
+        raise ConfigError(f"{path}: [metadata] mtu: {settings.metadata.mtu} is not in 576..9000")
+    for name in ("manager_interval", "remove_unused_original_minimum_age_seconds",
+                 "remove_unused_resized_minimum_age_seconds"):
+        value = getattr(settings.image_cache, name)
+        # nova: manager_interval -1 disables the cache manager, 0 runs it at the default rate.
+        low = -1 if name == "manager_interval" else 0
+        if value < low:
+            raise ConfigError(f"{path}: [image_cache] {name}: {value} is below {low}")
+    subdir = settings.image_cache.subdirectory_name
+    if not subdir or "/" in subdir or subdir in (".", ".."):
+        raise ConfigError(
+            f"{path}: [image_cache] subdirectory_name: {subdir!r} must be a plain directory name"
+        )

@@ -1,0 +1,114 @@
+"""DATA/kumo.conf: nova's option names, defaults, and clear errors for bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kumo.config import ConfigError, load_settings
+
+
+def write_conf(tmp_path: Path, text: str) -> Path:
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    (data / "kumo.conf").write_text(text)
+    return data
+
+
+def test_no_file_means_defaults(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path / "data")
+    assert settings.data_dir == (tmp_path / "data").resolve()
+    assert (settings.host, settings.port) == ("127.0.0.1", 8774)
+    assert settings.compute.virt_type == "auto"
+    assert settings.image_cache.remove_unused_base_images is True
+    assert settings.image_cache.remove_unused_original_minimum_age_seconds == 86400
+    assert settings.db_url == f"sqlite:///{settings.data_dir / 'kumo.db'}"
+    assert settings.base_dir == settings.data_dir / "instances" / "_base"
+
+
+def test_nova_option_names_are_read(tmp_path: Path) -> None:
+    data = write_conf(
+        tmp_path,
+        """
+[DEFAULT]
+port = 9999
+public_url = https://cloud.example.org/
+preallocate_images = space
+use_cow_images = false
+force_raw_images = no
+
+[libvirt]
+virt_type = qemu
+
+[image_cache]
+manager_interval = -1
+remove_unused_base_images = off
+remove_unused_original_minimum_age_seconds = 60
+subdirectory_name = cache
+
+[metadata]
+mtu = 1400
+dns_nameservers = 10.0.0.2, 10.0.0.3
+""",
+    )
+    settings = load_settings(data)
+    assert settings.port == 9999
+    assert settings.base_url == "https://cloud.example.org"
+    assert settings.compute.preallocate_images == "space"
+    assert settings.compute.use_cow_images is False
+    assert settings.compute.force_raw_images is False
+    assert settings.compute.virt_type == "qemu"
+    assert settings.image_cache.manager_interval == -1
+    assert settings.image_cache.remove_unused_base_images is False
+    assert settings.image_cache.remove_unused_original_minimum_age_seconds == 60
+    assert settings.base_dir == settings.data_dir / "instances" / "cache"
+    assert settings.metadata.mtu == 1400
+    assert settings.metadata.dns_nameservers == ["10.0.0.2", "10.0.0.3"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[nova]\nhost = x\n", r"unknown section \[nova\]; kumo reads \[DEFAULT\]"),
+        ("[DEFAULT]\nvirt_type = kvm\n", r"unknown option 'virt_type' in \[DEFAULT\]"),
+        ("[libvirt]\nvirt_type = xen\n", r"\[libvirt\] virt_type: expected one of auto, kvm"),
+        ("[DEFAULT]\nport = eighty\n", r"\[DEFAULT\] port: expected a whole number"),
+        ("[DEFAULT]\nport = 70000\n", r"port: 70000 is not between 0 and 65535"),
+        ("[DEFAULT]\nuse_cow_images = maybe\n", r"use_cow_images: expected true or false"),
+        ("[DEFAULT]\npublic_url = cloud:80\n", r"public_url: expected an http"),
+        ("[image_cache]\nmanager_interval = -5\n", r"manager_interval: -5 is below -1"),
+        ("[image_cache]\nsubdirectory_name = ../x\n", r"subdirectory_name: '../x'"),
+        ("[metadata]\nmtu = 20\n", r"mtu: 20 is not in 576..9000"),
+        ("port = 1\n", r"not a valid INI file"),
+        ("[DEFAULT]\nport = 1\nport = 2\n", r"not a valid INI file"),
+    ],
+)
+def test_bad_files_give_clear_errors(tmp_path: Path, text: str, expected: str) -> None:
+    data = write_conf(tmp_path, text)
+    with pytest.raises(ConfigError, match=expected) as caught:
+        load_settings(data)
+    assert str(data / "kumo.conf") in str(caught.value)
+
+
+def test_explicit_config_file_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_settings(tmp_path / "data", tmp_path / "missing.conf")
+
+
+def test_explicit_config_file_wins_over_data_dir(tmp_path: Path) -> None:
+    write_conf(tmp_path, "[DEFAULT]\nregion = FromDataDir\n")
+    other = tmp_path / "other.conf"
+    other.write_text("[DEFAULT]\nregion = FromFlag\n")
+    assert load_settings(tmp_path / "data", other).region == "FromFlag"
+    assert load_settings(tmp_path / "data").region == "FromDataDir"
+
+
+def test_every_documented_option_is_in_the_docs() -> None:
+    docs = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    from kumo.config import _SECTIONS
+
+    for section, entries in _SECTIONS.items():
+        assert f"[{section}]" in docs
+        for entry in entries:
+            assert f"`{entry.rsplit('.', 1)[-1]}`" in docs, entry
