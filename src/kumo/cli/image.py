@@ -434,7 +434,7 @@ def _register_extensions() -> None:
     Such a module does `from kumo.cli.image import app` and decorates its commands
     with `@app.command("build")`; listing it here is all the wiring it needs.
     """
-    for module in ("kumo.cli.image_build",):
+    for module in ("kumo.cli.image_build", "kumo.cli.image_lint"):
         if importlib.util.find_spec(module) is not None:
             importlib.import_module(module)
 

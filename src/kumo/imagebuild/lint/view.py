@@ -16,6 +16,7 @@ SYSTEMD_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/
 SCRIPT_DIRS = ("/etc/init.d", "/etc/local.d", "/etc/rc.d", "/usr/local/bin", "/usr/local/sbin",
                "/etc/rc.d/init.d", "/etc/systemd/system")
 SCRIPT_FILES = ("/etc/rc.local", "/etc/inittab", "/init", "/sbin/init", "/etc/rc", "/etc/profile")
+SOURCED = re.compile(r"^\s*(?:\.|source)\s+(/[\w./-]+)", re.M)
 GRUB_CFGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg")
 EXTLINUX_CFGS = ("/boot/extlinux/extlinux.conf", "/boot/extlinux.conf", "/extlinux.conf",
                  "/boot/syslinux/syslinux.cfg", "/boot/syslinux.cfg", "/syslinux.cfg")
@@ -123,6 +124,15 @@ class ImageView:
             text = self.fs.text(path) or ""
             if text.startswith("#!") or path.endswith((".service", "inittab", ".start")):
                 found[path] = text
+        # Files those scripts source (`. /usr/lib/x/functions`) are part of them.
+        pending = [p for text in found.values() for p in SOURCED.findall(text)]
+        while pending and len(found) < 500:
+            path = pending.pop()
+            inode = self.fs.lookup(path)
+            if path in found or inode is None or not inode.is_file or inode.size > 256 * 1024:
+                continue
+            found[path] = self.fs.text(path) or ""
+            pending += SOURCED.findall(found[path])
         for kernel in self.kernels:
             image = self.initramfs(kernel.initrd) if kernel.initrd else None
             for name, text in (image.scripts if image else {}).items():
