@@ -142,6 +142,12 @@ async def closed_loop(sockets: list[str], seconds: float) -> tuple[int, float]:
     return done, loop.time() - began
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -170,7 +176,10 @@ def main() -> int:
             sockets = [str(Path(run_dir) / "metadata" / f"{server_id(i)}.sock")
                        for i in range(args.clients)]
             asyncio.run(open_loop(sockets, 100, 1))  # warm up caches and the loop
+            assert service.pid is not None
+            cpu_before = cpu_seconds(service.pid)
             latencies, lags, errors = asyncio.run(open_loop(sockets, args.rate, args.seconds))
+            service_cpu = cpu_seconds(service.pid) - cpu_before
             total, elapsed = asyncio.run(closed_loop(sockets, min(args.seconds, 5)))
         finally:
             done.set()
@@ -187,6 +196,8 @@ def main() -> int:
     # large values mean this machine, not the service, could not keep the schedule.
     print(f"  client schedule lag p50 {percentile(lags, 0.5) * 1000:.2f} ms  "
           f"p99 {percentile(lags, 0.99) * 1000:.2f} ms")
+    print(f"  service CPU: {service_cpu / len(latencies) * 1e6:.0f} us per request "
+          f"({service_cpu / args.seconds * 100:.0f}% of one core at this rate)")
     load = os.getloadavg()[0]
     print(f"  host load average (1 min) at the end: {load:.2f}")
     print(f"  closed loop ceiling: {total / elapsed:.0f} req/s")

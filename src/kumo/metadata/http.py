@@ -161,9 +161,8 @@ async def _read_body(reader: asyncio.StreamReader, request: Request, limits: Lim
         raise BadHttp(413, "The request body is too large")
     if length:
         try:
-            request.body = await asyncio.wait_for(
-                reader.readexactly(length), limits.body_timeout
-            )
+            async with asyncio.timeout(limits.body_timeout):
+                request.body = await reader.readexactly(length)
         except asyncio.IncompleteReadError:
             raise BadHttp(400, "The connection closed in the middle of a body") from None
 
@@ -177,7 +176,9 @@ def _wants_keep_alive(request: Request) -> bool:
 
 async def _send(writer: asyncio.StreamWriter, data: bytes, limits: Limits) -> None:
     writer.write(data)
-    await asyncio.wait_for(writer.drain(), limits.write_timeout)
+    if writer.transport.get_write_buffer_size():  # only wait when the peer is slow
+        async with asyncio.timeout(limits.write_timeout):
+            await writer.drain()
 
 
 async def serve_connection(
@@ -191,8 +192,10 @@ async def serve_connection(
         for count in range(limits.max_requests):
             timeout = limits.head_timeout if count == 0 else limits.idle_timeout
             try:
-                # The idle deadline covers the wait for a next request and its head.
-                request = await asyncio.wait_for(_read_head(reader, limits), timeout)
+                # The deadline covers the wait for a request and its whole head.
+                # asyncio.timeout, not wait_for: no extra task per request.
+                async with asyncio.timeout(timeout):
+                    request = await _read_head(reader, limits)
                 await _read_body(reader, request, limits)
             except EOFError:
                 return
