@@ -253,3 +253,18 @@ def test_socket_folder_is_private_and_short(tmp_path: Path) -> None:
     finally:
         service.close_channel(SERVER_A)
     assert not path.exists()
+
+
+def test_a_failing_source_gives_503_and_the_service_recovers(
+    running: Running, source: FakeSource
+) -> None:
+    path = running.service.open_channel(SERVER_A)
+    healthy = source.lookup
+
+    def broken(server_id: str) -> None:
+        raise RuntimeError("database is locked")
+
+    source.lookup = broken  # type: ignore[method-assign]
+    assert request(path, "/latest/meta-data/hostname").status == 503
+    source.lookup = healthy  # type: ignore[method-assign]
+    assert request(path, "/latest/meta-data/hostname").body == b"alpha"

@@ -301,7 +301,11 @@ class MetadataService:
             return _method_not_allowed("PUT" if is_token_path else "GET, HEAD")
         if is_token_path:
             return _method_not_allowed("PUT")
-        entry = await self.view(server_id)
+        try:
+            entry = await self.view(server_id)
+        except Exception:  # the database is down or busy: the guest retries
+            log.exception("metadata lookup of server %s failed", server_id)
+            return error_response(503, "Metadata is unavailable right now; try again")
         view = entry.view
         if view is None:
             return error_response(404, "This server no longer exists")
