@@ -53,7 +53,10 @@ class Source:
     def __init__(self, count: int) -> None:
         self.views = {
             server_id(i): InstanceView(
-                uuid=server_id(i), name=f"vm{i}", hostname=f"vm{i}", project_id="bench",
+                uuid=server_id(i),
+                name=f"vm{i}",
+                hostname=f"vm{i}",
+                project_id="bench",
                 created_at=datetime.now(UTC),
                 keys=(PublicKey("bench", "ssh", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA bench"),),
                 user_data=b"#cloud-config\npassword: x\nchpasswd: {expire: false}\n" * 20,
@@ -65,8 +68,12 @@ class Source:
         return self.views.get(sid)
 
 
-def run_service(run_dir: str, count: int, ready: multiprocessing.synchronize.Event,
-                done: multiprocessing.synchronize.Event) -> None:
+def run_service(
+    run_dir: str,
+    count: int,
+    ready: multiprocessing.synchronize.Event,
+    done: multiprocessing.synchronize.Event,
+) -> None:
     with contextlib.suppress(ImportError):
         import uvloop  # kumo up serves on uvloop
 
@@ -87,8 +94,9 @@ def run_service(run_dir: str, count: int, ready: multiprocessing.synchronize.Eve
 async def fetch(path: str, target: str) -> int:
     reader, writer = await asyncio.open_unix_connection(path)
     try:
-        writer.write(f"GET {target} HTTP/1.1\r\nHost: 169.254.169.254\r\n"
-                     "Connection: close\r\n\r\n".encode())
+        writer.write(
+            f"GET {target} HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n".encode()
+        )
         data = await reader.read()
     finally:
         writer.close()
@@ -173,8 +181,10 @@ def main() -> int:
             if not ready.wait(30):
                 print("the metadata service did not start", file=sys.stderr)
                 return 1
-            sockets = [str(Path(run_dir) / "metadata" / f"{server_id(i)}.sock")
-                       for i in range(args.clients)]
+            sockets = [
+                str(Path(run_dir) / "metadata" / f"{server_id(i)}.sock")
+                for i in range(args.clients)
+            ]
             asyncio.run(open_loop(sockets, 100, 1))  # warm up caches and the loop
             assert service.pid is not None
             cpu_before = cpu_seconds(service.pid)
@@ -186,18 +196,28 @@ def main() -> int:
             service.join(10)
     p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
     achieved = len(latencies) / args.seconds
-    print(f"metadata bench: {args.clients} clients, one unix connection per request, "
-          f"cpu count {os.cpu_count()}")
-    print(f"  open loop @ {args.rate:.0f} req/s for {args.seconds:.0f} s: "
-          f"{achieved:.0f} req/s, {len(latencies)} requests, {errors} errors")
-    print(f"  latency (connect to full reply) p50 {p50:.2f} ms  p99 {p99:.2f} ms  "
-          f"max {max(latencies) * 1000:.2f} ms  mean {statistics.fmean(latencies) * 1000:.2f} ms")
+    print(
+        f"metadata bench: {args.clients} clients, one unix connection per request, "
+        f"cpu count {os.cpu_count()}"
+    )
+    print(
+        f"  open loop @ {args.rate:.0f} req/s for {args.seconds:.0f} s: "
+        f"{achieved:.0f} req/s, {len(latencies)} requests, {errors} errors"
+    )
+    print(
+        f"  latency (connect to full reply) p50 {p50:.2f} ms  p99 {p99:.2f} ms  "
+        f"max {max(latencies) * 1000:.2f} ms  mean {statistics.fmean(latencies) * 1000:.2f} ms"
+    )
     # How late the generator itself started requests (timer granularity, CPU contention):
     # large values mean this machine, not the service, could not keep the schedule.
-    print(f"  client schedule lag p50 {percentile(lags, 0.5) * 1000:.2f} ms  "
-          f"p99 {percentile(lags, 0.99) * 1000:.2f} ms")
-    print(f"  service CPU: {service_cpu / len(latencies) * 1e6:.0f} us per request "
-          f"({service_cpu / args.seconds * 100:.0f}% of one core at this rate)")
+    print(
+        f"  client schedule lag p50 {percentile(lags, 0.5) * 1000:.2f} ms  "
+        f"p99 {percentile(lags, 0.99) * 1000:.2f} ms"
+    )
+    print(
+        f"  service CPU: {service_cpu / len(latencies) * 1e6:.0f} us per request "
+        f"({service_cpu / args.seconds * 100:.0f}% of one core at this rate)"
+    )
     load = os.getloadavg()[0]
     print(f"  host load average (1 min) at the end: {load:.2f}")
     print(f"  closed loop ceiling: {total / elapsed:.0f} req/s")

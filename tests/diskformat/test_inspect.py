@@ -61,7 +61,7 @@ def test_qcow2_with_backing_file_is_refused(tmp_path: Path) -> None:
 def test_qcow2_with_external_data_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "data.qcow2"
     qemu_img("create", "-q", "-f", "qcow2", "-o", f"data_file={tmp_path / 'x.raw'}", path, "16M")
-    with pytest.raises(ImageFormatRefused, match="data_file|data-file|safety"):
+    with pytest.raises(ImageFormatRefused, match=r"data_file|data-file|safety"):
         inspect_file_blocks(blocks(path), "qcow2")
 
 
@@ -86,7 +86,8 @@ def polyglot(tmp_path: Path) -> Path:
     iso = tmp_path / "poly.iso"
     subprocess.run(
         ["genisoimage", "-quiet", "-o", str(iso), "-V", "POLY", str(tree)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     header = tmp_path / "h.qcow2"
     qemu_img("create", "-q", "-f", "qcow2", header, "16M")

@@ -9,6 +9,7 @@ cost little more than one sha512 pass.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import mmap
@@ -89,11 +90,14 @@ class _Writer:
         os.fsync(self.fd)
 
     def close(self) -> None:
-        if self.view is not None:
-            self.view.release()
-        if self.stage is not None:
-            self.stage.close()
         os.close(self.fd)
+        # After an error, slices of the buffer may live on in the traceback; the
+        # garbage collector unmaps it then.
+        with contextlib.suppress(BufferError):
+            if self.view is not None:
+                self.view.release()
+            if self.stage is not None:
+                self.stage.close()
 
 
 class FilesystemStore(ImageStore):

@@ -1,0 +1,62 @@
+"""The filesystem store: all-or-nothing writes, ranges, sweeping leftovers."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kumo.errors import InsufficientStorage
+from kumo.store.filesystem import STAGE_SIZE, FilesystemStore
+
+
+def test_put_get_delete_roundtrip(tmp_path: Path) -> None:
+    store = FilesystemStore(tmp_path / "images")
+    # Sizes around the O_DIRECT staging buffer, with an unaligned tail.
+    data = os.urandom(STAGE_SIZE + 12345)
+    stored = store.put("img", [data[:1000], data[1000 : STAGE_SIZE + 5], data[STAGE_SIZE + 5 :]])
+    assert stored.size == len(data)
+    assert b"".join(store.get(stored.location)) == data
+    assert b"".join(store.get(stored.location, 10, 20)) == data[10:20]
+    assert store.locations() == [stored.location]
+    store.delete(stored.location)
+    store.delete(stored.location)  # already gone: fine
+    assert list((tmp_path / "images").iterdir()) == []
+
+
+def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    store = FilesystemStore(tmp_path / "images")
+
+    def broken() -> Iterator[bytes]:
+        yield b"a" * 100_000
+        raise ConnectionError("client went away")
+
+    with pytest.raises(ConnectionError):
+        store.put("img", broken())
+    assert list((tmp_path / "images").iterdir()) == []
+
+
+def test_disk_full_is_insufficient_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = FilesystemStore(tmp_path / "images")
+    real_write = os.write
+
+    def full(fd: int, data: bytes) -> int:
+        if len(data) > 10:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(InsufficientStorage, match="no space"):
+        store.put("img", [b"x" * (STAGE_SIZE * 2)])
+    assert list((tmp_path / "images").iterdir()) == []
+
+
+def test_sweep_partial_removes_leftovers_only(tmp_path: Path) -> None:
+    store = FilesystemStore(tmp_path / "images")
+    kept = store.put("whole", [b"ok"])
+    (tmp_path / "images" / "half.partial").write_bytes(b"half")
+    assert store.sweep_partial() == [str(tmp_path / "images" / "half.partial")]
+    assert store.locations() == [kept.location]
