@@ -1,0 +1,87 @@
+"""Built images kept by their inputs, under ~/.cache/kumo/images.
+
+An entry is `KIND-KEY.qcow2` plus `KIND-KEY.json` (the inputs, for people), where
+KEY is a digest of everything that decides the bytes: package versions, the build
+script's version, the files copied into the image. Deleting the folder is always
+safe: the next build makes it again from nothing. Entries are written to a
+temporary name in the same folder and renamed, and builds of one kind take a lock,
+so two test runs (or two shells) never see a half-written image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+
+def default_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kumo" / "images"
+
+
+def inputs_key(inputs: Mapping[str, str]) -> str:
+    """A short stable digest of the build's inputs."""
+    text = json.dumps(dict(sorted(inputs.items())), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def digest_tree(root: Path) -> str:
+    """A digest of the names, modes and bytes of every file under `root`."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(b"%o\0" % (path.stat().st_mode & 0o7777))
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+class BuildCache:
+    """Images by kind and inputs key."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or default_root()
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.root / f"{kind}-{key}.qcow2"
+
+    def lookup(self, kind: str, key: str) -> Path | None:
+        """The cached image for these inputs, if one was built."""
+        found = self.path(kind, key)
+        return found if found.is_file() else None
+
+    @contextlib.contextmanager
+    def locked(self, kind: str) -> Iterator[None]:
+        """Hold the build lock of `kind` (other builders of it wait)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / f"{kind}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def scratch(self, kind: str) -> Iterator[Path]:
+        """A work folder on the cache's filesystem (so results rename into place)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{kind}-build-", dir=self.root) as work:
+            yield Path(work)
+
+    def store(self, kind: str, key: str, built: Path, inputs: Mapping[str, str]) -> Path:
+        """Move `built` into the cache as the image for `key`; older builds of kind go."""
+        final = self.path(kind, key)
+        record = final.with_suffix(".json")
+        partial = record.with_name(f".{record.name}.part")
+        partial.write_text(json.dumps(dict(inputs), indent=2, sort_keys=True) + "\n")
+        os.replace(partial, record)
+        os.replace(built, final)
+        for old in self.root.glob(f"{kind}-*"):
+            if old.stem != final.stem:
+                old.unlink(missing_ok=True)
+        return final
