@@ -49,7 +49,7 @@ BUILDERS: dict[str, str] = {
 }
 
 # How many steps each builder reports (for a progress bar's total); unknown = None.
-BUILD_STEPS: dict[str, int] = {"tiny": 7}
+BUILD_STEPS: dict[str, int] = {"tiny": 7, "debian": 5}
 
 
 def builder_for(kind: str) -> Builder:
