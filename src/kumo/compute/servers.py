@@ -88,6 +88,8 @@ def create_server(session: Session, context: RequestContext, body: Any, version:
         raise BadRequest("Invalid input for field/attribute name: 1-255 characters required")
     _refuse_unsupported(spec, version)
     image_ref = spec.get("imageRef")
+    if not image_ref and spec.get("block_device_mapping_v2"):
+        image_ref = spec["block_device_mapping_v2"][0].get("uuid")
     if not isinstance(image_ref, str) or not image_ref:
         raise BadRequest("Invalid input: imageRef is required (kumo boots from images only)")
     flavor_ref = spec.get("flavorRef")
@@ -135,15 +137,26 @@ def _refuse_unsupported(spec: dict[str, Any], version: Version) -> None:
         if version >= (2, 57):
             raise BadRequest("Additional properties are not allowed ('personality' was unexpected)")
         raise BadRequest("kumo does not inject files (personality); use user_data instead")
-    if spec.get("block_device_mapping_v2") or spec.get("block_device_mapping"):
-        raise BadRequest("kumo has no volumes: boot from an image (imageRef) without "
-                         "block_device_mapping")
+    if spec.get("block_device_mapping") or not _image_only(spec.get("block_device_mapping_v2")):
+        raise BadRequest("kumo has no volumes: boot from an image (imageRef); the only block "
+                         "device mapping accepted is the image as the local root disk")
     for key in ("min_count", "max_count"):
         if key in spec and str(spec[key]) != "1":
             raise BadRequest(f"kumo creates one server per request ({key} must be 1)")
     zone = spec.get("availability_zone")
     if zone not in (None, "", "nova"):
         raise BadRequest(f"The requested availability zone is not available: {zone}")
+
+
+def _image_only(mappings: Any) -> bool:
+    """True for no mapping, or just "the image as local root disk" (what OSC always sends)."""
+    if not mappings:
+        return True
+    if not isinstance(mappings, list) or len(mappings) != 1 or not isinstance(mappings[0], dict):
+        return False
+    bdm = mappings[0]
+    return (bdm.get("source_type") == "image" and bdm.get("destination_type", "local") == "local"
+            and str(bdm.get("boot_index", 0)) == "0")
 
 
 def _check_networks(networks: Any, version: Version) -> None:
