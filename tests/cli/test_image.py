@@ -186,6 +186,17 @@ def test_not_found_and_bad_options(cli_env: Path) -> None:
     assert bad.exit_code == 2 and "'floppy' is not one of" in bad.output
 
 
+def test_image_without_data(cli_env: Path) -> None:
+    created = kumo("image", "create", "cli-empty", "-f", "json")
+    assert created.exit_code == 0, created.output
+    image = json.loads(created.stdout)
+    assert (image["status"], image["disk_format"]) == ("queued", "raw")
+    result = kumo("image", "download", "cli-empty", "-o", str(cli_env / "empty.img"))
+    assert_one_line_error(result, "is queued, not active")
+    assert not (cli_env / "empty.img").exists()
+    assert kumo("image", "delete", image["id"]).exit_code == 0
+
+
 def test_kumo_not_running(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -221,12 +232,16 @@ def test_os_cloud_option_picks_the_cloud(cli_env: Path, kumo_up: KumoProcess,
     assert kumo("image", "list").exit_code == 0
 
 
-def test_lint_without_a_linter_says_so(cli_env: Path, qcow2: Path) -> None:
-    try:
-        from kumo.imagebuild.lint import lint_image  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("the image linter is installed; its own tests cover --lint")
-    result = kumo("image", "create", "cli-lint", "--file", str(qcow2), "--lint")
-    assert_one_line_error(result, "--lint is not available")
+def test_lint_refuses_an_image_with_errors_unless_forced(cli_env: Path, qcow2: Path) -> None:
+    # Random data has no root filesystem: an error-level finding.
+    refused = kumo("image", "create", "cli-lint", "--file", str(qcow2), "--lint")
+    assert_one_line_error(refused, "small.qcow2; fix them or pass --force")
+    assert "root-filesystem" in refused.stderr
+    assert "Uploading" not in refused.stderr
+    assert kumo("image", "list", "--name", "cli-lint", "-f", "value").stdout.strip() == ""
+    forced = kumo("image", "create", "cli-lint", "--file", str(qcow2), "--lint", "--force",
+                  "-f", "value", "-c", "status")
+    assert forced.exit_code == 0, forced.output
+    assert "root-filesystem" in forced.stderr
+    assert forced.stdout.strip() == "active"
+    assert kumo("image", "delete", "cli-lint").exit_code == 0
