@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -117,8 +118,9 @@ class LocalHypervisor:
     def _process(self, server_id: str) -> qemu.QemuProcess | None:
         """The guest's live QEMU, or None (reaping a dead child on the way)."""
         proc = self._procs.get(server_id)
-        if proc is not None and proc.popen is not None and proc.popen.poll() is not None:
-            return None
+        if proc is not None and proc.popen is not None:
+            # Our own child: waitpid is the truth (a dying QEMU's cmdline is already empty).
+            return proc if proc.popen.poll() is None else None
         pid = proc.pid if proc is not None else self._pid_from_file(server_id)
         if pid is None or not qemu.is_our_qemu(pid, server_id):
             return None
@@ -330,6 +332,7 @@ class LocalHypervisor:
             return GuestStatus(GuestState.MISSING)
         with self._lock(server_id):
             proc = self._process(server_id)
+            state, ports = "unknown", {}
             if proc is not None:
                 try:
                     with self._qmp(server_id, timeout=2) as monitor:
@@ -337,6 +340,9 @@ class LocalHypervisor:
                         ports = qemu.parse_usernet(monitor.human("info usernet"))
                 except QMPError:
                     state, ports = "unknown", {}
+                    if self._wait_gone(server_id, proc, 1.0):
+                        proc = None
+            if proc is not None:
                 if state == "shutdown":  # the guest powered itself off
                     (folder / SHUTOFF_MARKER).touch()
                     self._quit(server_id, proc)
@@ -356,6 +362,9 @@ class LocalHypervisor:
         if fault_file.exists():
             return fault_file.read_text()
         proc = self._procs.pop(server_id, None)
+        if proc is not None and proc.popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(5)
         code = proc.returncode() if proc is not None else None
         if code is None:
             how = "QEMU is no longer running and kumo did not stop it"

@@ -68,6 +68,9 @@ class QMPClient:
             if "QMP" not in greeting:
                 raise QMPError(f"QEMU monitor {path}: unexpected greeting {greeting!r}")
             client.execute("qmp_capabilities")
+        except (OSError, EOFError, ValueError) as exc:
+            client.close()
+            raise QMPError(f"QEMU monitor {path} failed: {exc}") from None
         except BaseException:
             client.close()
             raise
