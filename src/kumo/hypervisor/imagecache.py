@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -232,7 +231,7 @@ class ImageCache:
         if not resized.exists():
             tmp = resized.with_name(resized.name + ".part")
             try:
-                shutil.copyfile(base.path, tmp)
+                qemuimg.convert(base.path, base.format, tmp, base.format)  # keeps holes
                 qemuimg.resize(tmp, base.format, size_gb * GiB)
                 os.replace(tmp, resized)
             finally:
@@ -267,7 +266,7 @@ class ImageCache:
                     source = base.path
                     if root_gb and size > base.virtual_size:
                         source = self._resized_base(base, root_gb)
-                    shutil.copyfile(source, tmp)
+                    qemuimg.convert(source, base.format, tmp, base.format)  # keeps holes
                     result = InstanceDisk(disk, base.format, source)
                 if self.settings.preallocate_images == "space":
                     _fallocate_keep_size(tmp, size)

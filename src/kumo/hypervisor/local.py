@@ -135,8 +135,8 @@ class LocalHypervisor:
     def _qmp(self, server_id: str, timeout: float = 5.0) -> QMPClient:
         return QMPClient.connect(self.folder(server_id) / qemu.QMP_SOCKET, timeout=timeout)
 
-    def _ports(self, server_id: str) -> dict[str, int]:
-        with self._qmp(server_id) as monitor:
+    def _ports(self, server_id: str, timeout: float = 5.0) -> dict[str, int]:
+        with self._qmp(server_id, timeout) as monitor:
             return qemu.parse_usernet(monitor.human("info usernet"))
 
     # -- starting ----------------------------------------------------------
@@ -214,7 +214,7 @@ class LocalHypervisor:
                 self._procs.pop(spec.server_id, None)
                 raise GuestStartFailed(qemu.QEMU, self._stderr_since(folder, log_size, code))
             try:
-                ports = self._ports(spec.server_id)
+                ports = self._ports(spec.server_id, timeout=0.2)
                 break
             except QMPError:
                 if time.monotonic() > deadline:
