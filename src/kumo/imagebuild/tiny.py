@@ -182,6 +182,9 @@ def assemble_tree(root: Path, unpacked: dict[str, Path], kernel_package: str) ->
     _install_busybox(root, busybox)
     _install_dropbear(root, unpacked)
     shutil.copytree(files_dir(), root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("init"))
+    for script in files_dir().rglob("*"):  # package installs may drop the x bit
+        if script.is_file() and script.read_bytes()[:2] == b"#!" and script.name != "init":
+            (root / script.relative_to(files_dir())).chmod(0o755)
     _write_accounts(root)
     _write_etc(root)
     sudo_dir = root / "usr/lib/tiny/sudo"
