@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 from kumo.imagebuild.lint.base import Edit, Finding, Rule, Severity, WriteFile
-from kumo.imagebuild.lint.initramfs import Initramfs
 from kumo.imagebuild.lint.view import EXTLINUX_CFGS, GRUB_CFGS, ImageView
 
 CONSOLE = "console=tty0 console=ttyS0,115200n8"
@@ -125,11 +124,14 @@ class VirtioDrivers(Rule):
         found = []
         for kernel in kernels:
             builtin = (view.builtin_modules(kernel.version) if kernel.version else None) or set()
-            image = view.initramfs(kernel.initrd) if kernel.initrd else None
+            initrd = kernel.initrd
 
-            def early(module: str, image: Initramfs | None = image,
-                      builtin: set[str] = builtin) -> bool:
-                return module in builtin or bool(image and image.has_module(module))
+            def early(module: str, builtin: set[str] = builtin,
+                      initrd: str | None = initrd) -> bool:
+                if module in builtin:
+                    return True
+                image = view.initramfs(initrd) if initrd else None  # read only when needed
+                return bool(image and image.has_module(module))
 
             missing = [m for m in ("virtio_blk", "virtio_pci") if not early(m)]
             if missing:

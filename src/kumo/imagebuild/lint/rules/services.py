@@ -37,7 +37,9 @@ class SshServer(Rule):
     def _installed(self, view: ImageView) -> list[str]:
         found = [f"{d}/{name}" for name in SSH_SERVERS for d in BIN_DIRS
                  if view.is_file(f"{d}/{name}")]
-        for kernel in view.kernels:
+        if found:
+            return found
+        for kernel in view.kernels:  # a guest that runs from its initramfs
             image = view.initramfs(kernel.initrd) if kernel.initrd else None
             found += [f"initrd:/{n}" for n in sorted(image.names if image else ())
                       if n.rsplit("/", 1)[-1] in SSH_SERVERS]
