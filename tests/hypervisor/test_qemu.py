@@ -90,10 +90,12 @@ def test_bad_sizes_and_ports_are_refused() -> None:
         build_args(spec(forwards=(PortForward("tcp", 70000),)), TCG, disk_format="qcow2")
 
 
-def test_mac_is_stable_and_nova_like() -> None:
-    assert mac_address(UUID) == mac_address(UUID)
-    assert mac_address(UUID).startswith("fa:16:3e:") and len(mac_address(UUID)) == 17
-    assert mac_address(UUID) != mac_address("other")
+def test_mac_is_the_one_compute_and_metadata_announce() -> None:
+    from kumo.compute.views import MAC_ADDRESS
+    from kumo.metadata.instance import InstanceView
+
+    assert mac_address(UUID) == MAC_ADDRESS == InstanceView.__dataclass_fields__[
+        "mac_address"].default
 
 
 USERNET = """Hub -1 (n0):

@@ -40,7 +40,10 @@ def report_body(report: BaseFileReport) -> dict[str, Any]:
 
 def _hypervisor(request: Request) -> LocalHypervisor:
     context_of(request).require_admin()
-    hypervisor = runtime_from(request).services.get("hypervisor")
+    services = runtime_from(request).services
+    hypervisor = services.get("hypervisor")
+    if hypervisor is None and services.get("compute") is not None:
+        hypervisor = getattr(services["compute"], "hypervisor", None)
     if not isinstance(hypervisor, LocalHypervisor):
         raise ServiceUnavailable("this kumo runs no hypervisor, so it has no image cache")
     return hypervisor
