@@ -323,3 +323,41 @@ def test_schemas(api: TestClient, admin_headers: dict[str, str]) -> None:
     assert api.get("/image/v2/schemas/images").json()["name"] == "images"
     assert api.get("/image/v2/schemas/member").json()["name"] == "member"
     assert api.get("/image/v2/schemas/members").json()["name"] == "members"
+
+
+def _bad_images(tmp: Path) -> dict[str, tuple[Path, str]]:
+    from tests.diskformat.test_inspect import polyglot
+    from tests.image.conftest import qemu_img
+
+    base = tmp / "base.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", base, "16M")
+    backing = tmp / "backing.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", backing)
+    datafile = tmp / "datafile.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", "-o", f"data_file={tmp / 'd.raw'}", datafile, "16M")
+    flat = tmp / "flat.vmdk"
+    qemu_img("create", "-q", "-f", "vmdk", "-o", "subformat=monolithicFlat", flat, "16M")
+    return {
+        "backing": (backing, "qcow2"),
+        "data-file": (datafile, "qcow2"),
+        "vmdk-flat": (flat, "vmdk"),
+        "polyglot": (polyglot(tmp), "iso"),
+    }
+
+
+def test_unsafe_images_are_refused_queued_and_not_stored(
+    api: TestClient,
+    admin_headers: dict[str, str],
+    new_image: Maker,
+    runtime: Runtime,
+    tmp_path: Path,
+) -> None:
+    for label, (path, disk_format) in _bad_images(tmp_path).items():
+        image = new_image(disk_format=disk_format)
+        response = upload(api, admin_headers, image["id"], path.read_bytes())
+        assert response.status_code == 400, (label, response.text)
+        assert "refused" in response.json()["error"]["message"]
+        shown = api.get(f"/image/v2/images/{image['id']}", headers=admin_headers).json()
+        assert shown["status"] == "queued", label
+        assert shown["size"] is None and shown["os_hash_value"] is None, label
+        assert stored_files(runtime) == [], label

@@ -37,6 +37,9 @@ from kumo.image.upload import BLOCK_SIZE, BlockChannel, ClientGone
 from kumo.runtime import Runtime
 
 PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
+MEMBER_FIELDS = frozenset(
+    {"status", "member", "member_id", "image_id", "created_at", "updated_at", "schema"}
+)
 T = TypeVar("T")
 VERSIONS = [("v2.16", "CURRENT"), *((f"v2.{n}", "SUPPORTED") for n in range(15, -1, -1))]
 
@@ -183,7 +186,8 @@ async def member(request: Request) -> Response:
     if request.method == "PUT":
         context_of(request)
         body = expect_object(await read_json(request), "The member status")
-        if set(body) != {"status"}:
+        # The SDK sends the member record back with the new status; only status changes.
+        if "status" not in body or set(body) - MEMBER_FIELDS:
             raise BadRequest('The body must be {"status": "accepted|rejected|pending"}')
         view = await _db(
             request,
