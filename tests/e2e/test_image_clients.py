@@ -174,7 +174,6 @@ def test_glance_cli_seed_command(kumo_up: KumoProcess, qcow2: Path, tmp_path: Pa
 
 def test_openstacksdk_upload_and_verified_download(kumo_up: KumoProcess, qcow2: Path) -> None:
     import openstack
-
     from openstack.config import loader
 
     region = loader.OpenStackConfig(config_files=[str(kumo_up.clouds_yaml)]).get_one("kumo")
