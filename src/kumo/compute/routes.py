@@ -25,6 +25,7 @@ from kumo.compute.models import InstanceAction, SecurityGroup, Server
 from kumo.compute.service import compute_of
 from kumo.db.engine import session_scope
 from kumo.errors import BadRequest, NotFound
+from kumo.hypervisor.routes import routes as cache_routes
 from kumo.runtime import Runtime
 
 T = TypeVar("T")
@@ -393,6 +394,7 @@ def build_app(runtime: Runtime) -> Starlette:
               methods=["GET", "PUT", "DELETE"]),
         Route(v + "/servers/{id}/os-instance-actions", instance_actions),
         Route(v + "/servers/{id}/os-instance-actions/{request_id}", instance_actions),
+        *cache_routes(),
     ]
     app = part_app(runtime, routes, ErrorShape.COMPUTE)
     app.add_middleware(MicroversionMiddleware)

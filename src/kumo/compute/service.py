@@ -487,6 +487,12 @@ def register(runtime: Runtime) -> ComputeService:
 
         runtime.services["metadata"] = MetadataService(
             ServerInstanceSource(runtime), runtime.settings.run_dir, runtime.settings)
-    service = ComputeService(runtime)
+    if "hypervisor" not in runtime.services:
+        from kumo.hypervisor.local import build_hypervisor
+
+        # Registered on its own so `kumo up` starts it (adoption, cache manager loop)
+        # before compute, which then shares this one instance.
+        runtime.services["hypervisor"] = build_hypervisor(runtime)
+    service = ComputeService(runtime, hypervisor=runtime.services["hypervisor"])
     runtime.services["compute"] = service
     return service
