@@ -154,6 +154,19 @@ def find_image(cloud: CloudClient, name_or_id: str) -> dict[str, Any]:
     raise not_found
 
 
+def detected_properties(path: Path, disk_format: str) -> dict[str, str]:
+    """Properties the image states about itself (os_admin_user, os_distro, ...), shown."""
+    if disk_format not in ("raw", "qcow2"):
+        return {}
+    from kumo.imagebuild.properties import detect_properties
+
+    found = detect_properties(path, disk_format)
+    if found:
+        listed = ", ".join(f"{key}={value}" for key, value in sorted(found.items()))
+        typer.echo(f"Read from the image: {listed}", err=True)
+    return found
+
+
 def parse_properties(pairs: list[str]) -> dict[str, str]:
     properties = {}
     for pair in pairs:
@@ -256,6 +269,8 @@ def create(
             if disk_format is None:
                 disk_format = detect_disk_format(file)
                 typer.echo(f"Detected disk format: {disk_format}", err=True)
+            # What the user passes with --property wins over what the image says.
+            properties = detected_properties(file, disk_format) | properties
         elif lint:
             raise CLIError("--lint needs --file")
         body: dict[str, Any] = {
