@@ -8,8 +8,6 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-from kumo.db.models import load_all
-
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -22,9 +20,4 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine) -> None:
     """Run every migration not yet applied (creates the schema on a new database)."""
-    load_all()
-    if not any((MIGRATIONS / "versions").glob("*.py")):
-        # Before the first migration exists (early development) the models are the schema.
-        load_all().metadata.create_all(engine)
-        return
     command.upgrade(alembic_config(engine), "head")

@@ -1,0 +1,24 @@
+"""Alembic migrations build exactly the schema the models describe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from kumo.db.engine import make_engine
+from kumo.db.migrate import upgrade
+from kumo.db.models import load_all
+
+
+def test_upgrade_matches_the_models_and_is_repeatable(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'kumo.db'}")
+    upgrade(engine)
+    upgrade(engine)  # a second start finds nothing to do
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), load_all().metadata)
+    assert differences == []
+    tables = set(inspect(engine).get_table_names())
+    assert {"images", "servers", "users", "alembic_version"} <= tables
