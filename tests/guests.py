@@ -51,6 +51,14 @@ def tiny_image() -> Path:
     return cached_image()
 
 
+@pytest.fixture(scope="session")
+def debian_image() -> Path:
+    """The cached Debian 12 cloud image (built on first use; a few minutes from nothing)."""
+    from kumo.imagebuild.debian import cached_image
+
+    return cached_image()
+
+
 # --- a test metadata service -------------------------------------------------------
 
 class _Handler(BaseHTTPRequestHandler):

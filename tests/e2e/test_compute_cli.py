@@ -83,11 +83,15 @@ def test_flavors_keypairs_and_rules(kumo_up: KumoProcess, tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_server_lifecycle_with_real_guest(kumo_up: KumoProcess, tiny_image: Path,
                                           tmp_path: Path) -> None:
-    # The tiny image's login is `tiny`; os_admin_user is how `kumo server ssh` knows it.
-    image = as_json(kumo_up, "image", "create", "--disk-format", "qcow2", "--container-format",
-                    "bare", "--file", str(tiny_image), "--property", "os_admin_user=tiny",
-                    "e2e-tiny")
+    # `kumo image create` reads the login user from the image (os_admin_user), which
+    # is how `kumo server ssh` knows to log in as `tiny`.
+    created = run(kumo_up, "image", "create", "--file", str(tiny_image), "e2e-tiny",
+                  program=KUMO)
+    assert "os_admin_user=tiny" in created.stderr
+    image = as_json(kumo_up, "image", "show", "e2e-tiny")
     assert image["status"] == "active"
+    assert image["disk_format"] == "qcow2"
+    assert image["properties"]["os_admin_user"] == "tiny"
     key = tmp_path / "key"
     key.write_text(run(kumo_up, "keypair", "create", "e2e-key").stdout)
     key.chmod(0o600)
