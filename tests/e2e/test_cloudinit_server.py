@@ -90,5 +90,5 @@ def _check_guest(kumo: KumoProcess, name: str, datasource: str, key: Path) -> No
     links = guest(kumo, name, key, "ip -o link show")
     assert any("mtu 1450" in line for line in links.splitlines() if "link/ether" in line), links
     # The user data arrived byte for byte.
-    fetched = guest(kumo, name, key, "sudo cloud-init query userdata | base64 -w0")
+    fetched = guest(kumo, name, key, "sudo base64 -w0 /var/lib/cloud/instance/user-data.txt")
     assert base64.b64decode(fetched) == USER_DATA.encode()

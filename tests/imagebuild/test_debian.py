@@ -30,7 +30,6 @@ def test_customize_removes_per_machine_identity(tmp_path: Path) -> None:
         "etc/machine-id": "0123456789abcdef\n", "var/lib/dbus/machine-id": "0123\n",
         "etc/ssh/ssh_host_ed25519_key": "secret", "etc/ssh/ssh_host_ed25519_key.pub": "pub",
         "etc/ssh/sshd_config": "PermitRootLogin no\n", "etc/resolv.conf": "nameserver 10.0.0.1\n",
-        "etc/network/interfaces": "source /etc/network/interfaces.d/*\n",
         "var/log/apt/history.log": "Install: everything\n",
     }.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
@@ -42,11 +41,13 @@ def test_customize_removes_per_machine_identity(tmp_path: Path) -> None:
     assert (root / "etc/machine-id").read_text() == ""
     assert not (root / "var/lib/dbus/machine-id").exists()
     assert sorted(p.name for p in (root / "etc/ssh").iterdir()) == ["sshd_config"]
-    assert not (root / "etc/resolv.conf").exists()
+    # The build host's resolver is gone; the instance's comes from systemd-resolved.
+    assert os.readlink(root / "etc/resolv.conf") == "../run/systemd/resolve/stub-resolv.conf"
     assert (root / "etc/fstab").read_text().startswith(
         "UUID=6f0c2c1e-0000-4000-8000-000000000001 / ext4 ")
     cfg = (root / "etc/cloud/cloud.cfg.d/01_kumo.cfg").read_text()
     assert "locale: C.UTF-8" in cfg and "manage_etc_hosts: true" in cfg
+    assert "renderers: [ networkd ]" in cfg  # applies network_data.json's MTU
     assert "OpenStack" in cfg and "ConfigDrive" in cfg and "NoCloud" in cfg and "Ec2" in cfg
     assert (root / "var/log/apt/history.log").read_text() == ""
 

@@ -32,7 +32,7 @@ from kumo.imagebuild.disk import (
 from kumo.process import require, run
 
 # Bump when this module changes what the image contains.
-DEBIAN_BUILD_VERSION = "1"
+DEBIAN_BUILD_VERSION = "2"
 DEBIAN_ADMIN_USER = "debian"  # cloud-init's default_user on Debian
 SUITE = "bookworm"
 DISK_SIZE = 2048 * MIB
@@ -42,7 +42,10 @@ SECURITY_MIRROR = os.environ.get("KUMO_DEBIAN_SECURITY_MIRROR",
 KERNEL_PACKAGE = "linux-image-cloud-amd64"
 PACKAGES = (
     KERNEL_PACKAGE, "systemd-sysv", "udev", "dbus", "cloud-init", "cloud-guest-utils",
-    "openssh-server", "ifupdown", "isc-dhcp-client", "e2fsprogs", "sudo", "netbase",
+    # systemd-networkd (not ifupdown): cloud-init's networkd renderer applies the link
+    # MTU from network_data.json on a DHCP interface (seed 001: MTU 1450); ifupdown's
+    # `inet dhcp` stanza left it at 1500.
+    "openssh-server", "systemd-resolved", "e2fsprogs", "sudo", "netbase",
     "iproute2", "initramfs-tools", "ca-certificates", "locales",
 )
 # Documentation, manual pages and translations: ~100 MB nobody reads on a cloud VM.
@@ -56,6 +59,9 @@ datasource_list: [ NoCloud, ConfigDrive, OpenStack, Ec2, None ]
 locale: C.UTF-8
 # Else sudo warns that it cannot resolve the instance's hostname.
 manage_etc_hosts: true
+system_info:
+  network:
+    renderers: [ networkd ]
 """
 TOOLS = {
     "mmdebstrap": "mmdebstrap", "apt-cache": "apt", "sfdisk": "fdisk",
@@ -166,6 +172,8 @@ def _build_into_cache(cache: BuildCache, key: str, inputs: dict[str, str],
 def bootstrap(root: Path) -> None:
     """`mmdebstrap` the package set into `root` (a plain directory)."""
     args: list[str | Path] = ["--variant=apt", "--include=" + ",".join(PACKAGES)]
+    # Debian does not enable networkd by itself; systemctl enable works in a chroot.
+    args.append('--customize-hook=chroot "$1" systemctl enable systemd-networkd.service')
     args += [f"--dpkgopt=path-exclude={pattern}" for pattern in EXCLUDES]
     args += ["--dpkgopt=path-include=/usr/share/doc/*/copyright", SUITE, root, *sources()]
     try:
@@ -196,15 +204,12 @@ def customize(root: Path, fs_uuid: str) -> None:
         dbus_id.unlink()
     for key in (etc / "ssh").glob("ssh_host_*"):
         key.unlink()
-    # The build host's resolver means nothing in an instance; DHCP writes its own.
+    # The build host's resolver means nothing in an instance: systemd-resolved's stub
+    # serves what DHCP (networkd) learns.
     resolv = etc / "resolv.conf"
     if resolv.exists() or resolv.is_symlink():
         resolv.unlink()
-    interfaces = etc / "network" / "interfaces"
-    interfaces.write_text(
-        "# cloud-init writes the instance's interfaces to interfaces.d/50-cloud-init.\n"
-        "auto lo\niface lo inet loopback\n\nsource /etc/network/interfaces.d/*\n"
-    )
+    resolv.symlink_to("../run/systemd/resolve/stub-resolv.conf")
     for path in (root / "var" / "log").rglob("*"):
         if path.is_file():
             path.write_bytes(b"")
