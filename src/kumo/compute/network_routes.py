@@ -7,14 +7,12 @@ decide which guest ports kumo forwards (see `secgroups`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -22,14 +20,13 @@ from starlette.routing import Route
 from kumo.api.context import RequestContext, context_of
 from kumo.api.errors import Flavor
 from kumo.api.http import read_json
-from kumo.api.parts import part_app, runtime_from
+from kumo.api.parts import in_session, part_app, runtime_from
 from kumo.compute import secgroups
 from kumo.compute.instance_source import NETWORK_ID
 from kumo.compute.models import SecurityGroup, SecurityGroupRule, Server
 from kumo.compute.servers import NETWORK_NAME
 from kumo.compute.service import compute_of
 from kumo.compute.views import FIXED_IP, MAC_ADDRESS
-from kumo.db.engine import session_scope
 from kumo.errors import NotFound
 from kumo.runtime import Runtime
 
@@ -51,15 +48,6 @@ def when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def in_session(request: Request, work: Callable[[Session, RequestContext], T]) -> T:
-    context = context_of(request)
-    runtime = runtime_from(request)
-
-    def run() -> T:
-        with session_scope(runtime.sessions) as session:
-            return work(session, context)
-
-    return await run_in_threadpool(run)
 
 
 def shaped(request: Request, items: list[dict[str, Any]], filters: tuple[str, ...] = ()

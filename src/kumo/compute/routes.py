@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kumo.api.context import RequestContext, context_of
+from kumo.api.context import RequestContext
 from kumo.api.errors import Flavor as ErrorShape
 from kumo.api.http import read_json
-from kumo.api.parts import part_app, runtime_from
+from kumo.api.parts import in_session, part_app, runtime_from
 from kumo.compute import flavors, keypairs, servers, views
 from kumo.compute.actions import server_action
 from kumo.compute.microversion import MAX_VERSION, MIN_VERSION, MicroversionMiddleware, text
 from kumo.compute.microversion import version_of as microversion
 from kumo.compute.models import InstanceAction, SecurityGroup, Server
 from kumo.compute.service import compute_of
-from kumo.db.engine import session_scope
 from kumo.errors import BadRequest, NotFound
 from kumo.hypervisor.routes import routes as cache_routes
 from kumo.runtime import Runtime
@@ -35,16 +32,6 @@ def base_url(request: Request) -> str:
     return f"{runtime_from(request).settings.base_url}/compute/v2.1"
 
 
-async def in_session(request: Request, work: Callable[[Session, RequestContext], T]) -> T:
-    """Run `work` on a worker thread in one transaction, with the caller's context."""
-    context = context_of(request)
-    runtime = runtime_from(request)
-
-    def run() -> T:
-        with session_scope(runtime.sessions) as session:
-            return work(session, context)
-
-    return await run_in_threadpool(run)
 
 
 def version_document(request: Request) -> dict[str, Any]:

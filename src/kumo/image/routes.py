@@ -21,8 +21,7 @@ from starlette.routing import Route
 from kumo.api.context import RequestContext, context_of
 from kumo.api.errors import Flavor
 from kumo.api.http import expect_object, read_json
-from kumo.api.parts import part_app, runtime_from
-from kumo.db.engine import session_scope
+from kumo.api.parts import in_session, part_app, runtime_from
 from kumo.errors import BadRequest, RangeNotSatisfiable, UnsupportedMediaType
 from kumo.image import changes, query, service
 from kumo.image.schemas import (
@@ -63,16 +62,6 @@ async def versions(request: Request) -> Response:
     return _versions(request, 200)
 
 
-async def _db(request: Request, work: Callable[[Session, RequestContext], T]) -> T:
-    """Run `work(session, context)` in one transaction on the thread pool."""
-    context = context_of(request)
-    runtime = runtime_from(request)
-
-    def run() -> T:
-        with session_scope(runtime.sessions) as session:
-            return work(session, context)
-
-    return await run_in_threadpool(run)
 
 
 def _image_id(request: Request) -> str:
@@ -82,7 +71,7 @@ def _image_id(request: Request) -> str:
 async def create_image(request: Request) -> Response:
     context_of(request)
     body = expect_object(await read_json(request), "The image")
-    view = await _db(request, lambda s, c: image_view(service.create_image(s, c, body)))
+    view = await in_session(request, lambda s, c: image_view(service.create_image(s, c, body)))
     return JSONResponse(
         view,
         status_code=201,
@@ -107,13 +96,13 @@ async def list_images(request: Request) -> Response:
             body["next"] = query.next_link(parsed, marker)
         return body
 
-    return JSONResponse(await _db(request, work))
+    return JSONResponse(await in_session(request, work))
 
 
 async def show_image(request: Request) -> Response:
     image_id = _image_id(request)
     return JSONResponse(
-        await _db(request, lambda s, c: image_view(service.get_image(s, c, image_id)))
+        await in_session(request, lambda s, c: image_view(service.get_image(s, c, image_id)))
     )
 
 
@@ -121,7 +110,9 @@ async def update_image(request: Request) -> Response:
     context_of(request)
     ops = changes.parse_patch(await read_json(request, content_types=(PATCH_TYPE,)))
     image_id = _image_id(request)
-    view = await _db(request, lambda s, c: image_view(service.update_image(s, c, image_id, ops)))
+    view = await in_session(
+        request, lambda s, c: image_view(service.update_image(s, c, image_id, ops))
+    )
     return JSONResponse(view)
 
 
@@ -135,25 +126,25 @@ async def delete_image(request: Request) -> Response:
 
 async def put_tag(request: Request) -> Response:
     image_id, tag = _image_id(request), str(request.path_params["tag"])
-    await _db(request, lambda s, c: service.add_tag(s, c, image_id, tag))
+    await in_session(request, lambda s, c: service.add_tag(s, c, image_id, tag))
     return Response(status_code=204)
 
 
 async def delete_tag(request: Request) -> Response:
     image_id, tag = _image_id(request), str(request.path_params["tag"])
-    await _db(request, lambda s, c: service.remove_tag(s, c, image_id, tag))
+    await in_session(request, lambda s, c: service.remove_tag(s, c, image_id, tag))
     return Response(status_code=204)
 
 
 async def deactivate(request: Request) -> Response:
     image_id = _image_id(request)
-    await _db(request, lambda s, c: service.set_active_state(s, c, image_id, False))
+    await in_session(request, lambda s, c: service.set_active_state(s, c, image_id, False))
     return Response(status_code=204)
 
 
 async def reactivate(request: Request) -> Response:
     image_id = _image_id(request)
-    await _db(request, lambda s, c: service.set_active_state(s, c, image_id, True))
+    await in_session(request, lambda s, c: service.set_active_state(s, c, image_id, True))
     return Response(status_code=204)
 
 
@@ -168,11 +159,11 @@ async def members(request: Request) -> Response:
         unknown = set(body) - {"member"}
         if "member" not in body or unknown:
             raise BadRequest('The body must be {"member": "<project id>"}')
-        view = await _db(
+        view = await in_session(
             request, lambda s, c: member_view(service.add_member(s, c, image_id, body["member"]))
         )
         return JSONResponse(view)
-    listed = await _db(
+    listed = await in_session(
         request, lambda s, c: [member_view(m) for m in service.list_members(s, c, image_id)]
     )
     return JSONResponse({"members": listed, "schema": "/v2/schemas/members"})
@@ -181,7 +172,7 @@ async def members(request: Request) -> Response:
 async def member(request: Request) -> Response:
     image_id, member_id = _image_id(request), str(request.path_params["member_id"])
     if request.method == "DELETE":
-        await _db(request, lambda s, c: service.remove_member(s, c, image_id, member_id))
+        await in_session(request, lambda s, c: service.remove_member(s, c, image_id, member_id))
         return Response(status_code=204)
     if request.method == "PUT":
         context_of(request)
@@ -189,7 +180,7 @@ async def member(request: Request) -> Response:
         # The SDK sends the member record back with the new status; only status changes.
         if "status" not in body or set(body) - MEMBER_FIELDS:
             raise BadRequest('The body must be {"status": "accepted|rejected|pending"}')
-        view = await _db(
+        view = await in_session(
             request,
             lambda s, c: member_view(
                 service.update_member(s, c, image_id, member_id, body["status"])
@@ -197,7 +188,9 @@ async def member(request: Request) -> Response:
         )
         return JSONResponse(view)
     return JSONResponse(
-        await _db(request, lambda s, c: member_view(service.get_member(s, c, image_id, member_id)))
+        await in_session(
+            request, lambda s, c: member_view(service.get_member(s, c, image_id, member_id))
+        )
     )
 
 
