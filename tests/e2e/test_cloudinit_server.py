@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import KumoProcess
-from tests.e2e.test_compute_cli import KUMO, as_json, run, ssh_until
+from tests.e2e.test_compute_cli import KUMO, allow_ssh, as_json, run, ssh_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.guest, pytest.mark.slow]
 
@@ -50,8 +50,7 @@ def test_cloud_init_configures_debian_from_kumo(
     key = tmp_path / "key"
     key.write_text(run(kumo_up, "keypair", "create", "ci-key").stdout)
     key.chmod(0o600)
-    run(kumo_up, "security", "group", "rule", "create", "--protocol", "tcp", "--dst-port", "22",
-        "default", check=False)  # another test may have made the same rule
+    allow_ssh(kumo_up)
     user_data = tmp_path / "user-data"
     user_data.write_text(USER_DATA)
     try:

@@ -6,6 +6,7 @@ two cores is slow, so one server goes through every lifecycle step.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -54,6 +55,14 @@ def ssh_until(kumo: KumoProcess, name: str, key: Path, timeout: float = 300) -> 
     raise AssertionError(f"no SSH into {name} within {timeout}s: {last}")
 
 
+def allow_ssh(kumo: KumoProcess) -> None:
+    """Allow tcp/22 in the default group (the shared `kumo up` may have the rule already)."""
+    result = run(kumo, "security", "group", "rule", "create", "--protocol", "tcp",
+                 "--dst-port", "22", "default", check=False)
+    if result.returncode != 0:
+        assert "already exists" in result.stderr, result.stderr
+
+
 def test_flavors_keypairs_and_rules(kumo_up: KumoProcess, tmp_path: Path) -> None:
     names = [f["Name"] for f in as_json(kumo_up, "flavor", "list")]
     assert names[:2] == ["m1.tiny", "m1.small"]
@@ -95,8 +104,7 @@ def test_server_lifecycle_with_real_guest(kumo_up: KumoProcess, tiny_image: Path
     key = tmp_path / "key"
     key.write_text(run(kumo_up, "keypair", "create", "e2e-key").stdout)
     key.chmod(0o600)
-    run(kumo_up, "security", "group", "rule", "create", "--protocol", "tcp", "--dst-port", "22",
-        "default")
+    allow_ssh(kumo_up)
     try:
         _lifecycle(kumo_up, key)
     finally:  # guests outlive `kumo up` on purpose (adopted on restart): remove ours
@@ -111,6 +119,7 @@ def _lifecycle(kumo_up: KumoProcess, key: Path) -> None:
     assert server["properties"]["kumo:ssh"].startswith("127.0.0.1:")
     sid = server["id"]
     assert "Linux e2e-vm" in ssh_until(kumo_up, "e2e-vm", key)
+    _base_file_in_use(kumo_up, as_json(kumo_up, "image", "show", "e2e-tiny")["id"], sid)
     console = run(kumo_up, "console", "log", "show", "e2e-vm").stdout
     assert "Linux version" in console or "tiny:" in console
     run(kumo_up, "server", "stop", "e2e-vm")
@@ -132,6 +141,17 @@ def _lifecycle(kumo_up: KumoProcess, key: Path) -> None:
     assert "Linux e2e-clone" in ssh_until(kumo_up, "e2e-clone", key)
     run(kumo_up, "server", "delete", "--wait", "e2e-clone")
     assert not qemu_running(clone["id"])
+
+
+def _base_file_in_use(kumo: KumoProcess, image_id: str, server_id: str) -> None:
+    """nova's _base naming; `kumo cache clean` never removes what a server uses."""
+    base = hashlib.sha1(image_id.encode()).hexdigest()
+    files = json.loads(run(kumo, "cache", "list", "-f", "json", program=KUMO).stdout)
+    entry = next(f for f in files if f["Base file"] == base)
+    assert entry["Image"] == image_id
+    assert server_id in entry["In use by"] and entry["Verdict"] == "in use"
+    run(kumo, "cache", "clean", program=KUMO)
+    assert (kumo.data_dir / "instances" / "_base" / base).is_file()
 
 
 def _wait_status(kumo: KumoProcess, name: str, status: str, timeout: float = 180) -> None:
