@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shlex
 import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -64,6 +65,24 @@ def cloud_entry(settings: Settings, password: str) -> dict[str, Any]:
 
 class CloudsYamlError(Exception):
     """An existing clouds.yaml kumo would merge into is not one it can safely rewrite."""
+
+
+def openrc(settings: Settings, password: str) -> str:
+    """devstack-style `openrc`: OS_* variables for clients without clouds.yaml (glance)."""
+    values = {
+        "OS_AUTH_URL": f"{settings.base_url}/identity/v3",
+        "OS_USERNAME": "admin",
+        "OS_PASSWORD": password,
+        "OS_PROJECT_NAME": "admin",
+        "OS_USER_DOMAIN_NAME": "Default",
+        "OS_PROJECT_DOMAIN_NAME": "Default",
+        "OS_REGION_NAME": settings.region,
+        "OS_IDENTITY_API_VERSION": "3",
+        "OS_INTERFACE": "public",
+    }
+    lines = ["# Written by kumo up: `source` it for glance, nova and other OS_* clients."]
+    lines += [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
 
 
 def write_clouds_yaml(path: Path, entry: dict[str, Any]) -> None:
@@ -203,6 +222,7 @@ async def lifespan(runtime: Runtime, password: str, merge: bool) -> AsyncIterato
             write_clouds_yaml(user_clouds, entry)
         except (CloudsYamlError, OSError) as exc:
             log.warning("not adding cloud 'kumo' to your clouds.yaml: %s", exc)
+    write_private(settings.data_dir / "openrc", openrc(settings, password))
     announce(settings, password, clouds)
     try:
         yield
@@ -224,7 +244,7 @@ def announce(settings: Settings, password: str, clouds: Path) -> None:
         f"  compute   {base}/compute/v2.1",
         f"  network   {base}/network",
         "  admin credentials: user admin, project admin, password " + password,
-        f"  clouds.yaml: {clouds} (cloud 'kumo')",
+        f"  clouds.yaml: {clouds} (cloud 'kumo'); OS_* variables: {clouds.with_name('openrc')}",
         f"  try: OS_CLIENT_CONFIG_FILE={clouds} openstack --os-cloud kumo image list",
         "Press Ctrl-C to stop.",
     ]

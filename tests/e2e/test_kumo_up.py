@@ -81,6 +81,14 @@ def test_up_serves_writes_clouds_yaml_stops_and_restarts(tmp_path: Path) -> None
         made = openstack(env, "--os-cloud", "kumo", "user", "create", "--password", "pw",
                          "keeper")
         assert made.returncode == 0, made.stderr
+        # DATA/openrc serves the clients that read only OS_* variables (glance).
+        openrc = kumo.data_dir / "openrc"
+        assert stat.S_IMODE(openrc.stat().st_mode) == 0o600
+        glance = subprocess.run(
+            ["bash", "-c", f'source "$1" && "{BIN}/glance" image-list', "sh", str(openrc)],
+            env=bare_env(tmp_path / "empty-home"), capture_output=True, text=True, timeout=120,
+        )
+        assert glance.returncode == 0 and "ID" in glance.stdout, glance.stderr
 
         code, took = stop_with(kumo, signal.SIGTERM)
         assert code == 0 and took < 10
