@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -64,6 +65,11 @@ def test_disk_layout_and_boot_configuration(tiny_raw: Path) -> None:
     assert "set timeout=0" in grub_cfg
     assert "console=ttyS0,115200n8" in grub_cfg
     assert "serial --unit=0" in grub_cfg
+    # The fast path under software emulation: GRUB's 16-bit loader, no crypto
+    # self-tests, PCI interrupts without ACPI AML (see tiny.KERNEL_CMDLINE).
+    assert re.search(r"^\s*linux16 /boot/vmlinuz-\S+ root=UUID=\S+ .*cryptomgr\.notests"
+                     r" .*acpi=noirq", grub_cfg, re.M)
+    assert re.search(r"^\s*initrd16 /boot/initrd\.img-", grub_cfg, re.M)
 
 
 def test_identity_is_left_for_first_boot(tiny_raw: Path) -> None:

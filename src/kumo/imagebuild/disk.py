@@ -55,10 +55,15 @@ class BootEntry:
     initrd: str | None = "/boot/initrd.img"
     cmdline: str = "console=tty0 console=ttyS0,115200n8"
     title: str = "Linux"
+    # GRUB's 16-bit boot protocol (linux16/initrd16). Under software emulation the
+    # kernel reaches start_kernel ~2 s sooner than after GRUB's 32-bit `linux` (measured
+    # with the tiny image on this host); same kernel, same initrd.
+    linux16: bool = False
 
 
 def grub_config(entry: BootEntry, fs_uuid: str, *, timeout: int = 0) -> str:
     """grub.cfg text: console on serial and screen, no menu delay, one entry."""
+    suffix = "16" if entry.linux16 else ""
     lines = [
         "# Written by kumo image build.",
         "serial --unit=0 --speed=115200 --word=8 --parity=no --stop=1",
@@ -68,10 +73,10 @@ def grub_config(entry: BootEntry, fs_uuid: str, *, timeout: int = 0) -> str:
         f"set timeout={timeout}",
         f"search --no-floppy --fs-uuid --set=root {fs_uuid}",
         f"menuentry '{entry.title}' {{",
-        f"    linux {entry.kernel} {entry.cmdline}",
+        f"    linux{suffix} {entry.kernel} {entry.cmdline}",
     ]
     if entry.initrd:
-        lines.append(f"    initrd {entry.initrd}")
+        lines.append(f"    initrd{suffix} {entry.initrd}")
     lines += ["}", ""]
     return "\n".join(lines)
 
