@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,27 @@ def test_put_get_delete_roundtrip(tmp_path: Path) -> None:
     store.delete(stored.location)
     store.delete(stored.location)  # already gone: fine
     assert list((tmp_path / "images").iterdir()) == []
+
+
+def test_aligned_views_and_bytes_mixed(tmp_path: Path) -> None:
+    """Page-aligned blocks (written in place), unaligned slices and bytes, in any order."""
+    store = FilesystemStore(tmp_path / "images")
+    blocks = []
+    for _ in range(3):
+        block = mmap.mmap(-1, 2 * 1024 * 1024)
+        block[:] = os.urandom(len(block))
+        blocks.append(block)
+    chunks = [
+        memoryview(blocks[0]),  # aligned, whole
+        memoryview(blocks[1])[:1_000_001],  # aligned start, unaligned length
+        memoryview(blocks[2]),  # aligned, but lands after a partial stage
+        b"tail" * 3,
+        memoryview(blocks[0])[7:5000],  # unaligned start
+    ]
+    expected = b"".join(bytes(c) for c in chunks)
+    stored = store.put("img", chunks)
+    assert stored.size == len(expected)
+    assert b"".join(store.get(stored.location)) == expected
 
 
 def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:

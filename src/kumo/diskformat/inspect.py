@@ -21,6 +21,12 @@ from oslo_utils.imageutils import format_inspector as fi
 
 from kumo.errors import BadRequest
 
+# The start of a stream, where the headers of every format live, is shown to the
+# inspectors in small pieces: each region capture copies the rest of the chunk it
+# starts in before trimming it, so one 8 MiB first chunk would cost ~20 such copies.
+HEAD_BYTES = 1024 * 1024
+HEAD_PIECE = 64 * 1024
+
 # Disk formats oslo can recognise; for the others (ami, ari, aki, ploop) kumo still
 # refuses content that is recognisably some other format.
 INSPECTABLE = frozenset({"raw", "qcow2", "vhd", "vhdx", "vmdk", "vdi", "iso"})
@@ -36,16 +42,19 @@ class Verdict:
     virtual_size: int
 
 
+Chunk = bytes | bytearray | memoryview
+
+
 class _Feed:
     """The source InspectWrapper pulls from: one chunk at a time, pushed by `feed`."""
 
     def __init__(self) -> None:
-        self.chunk: bytes | bytearray | None = None
+        self.chunk: Chunk | None = None
 
-    def __iter__(self) -> Iterator[bytes | bytearray]:
+    def __iter__(self) -> Iterator[Chunk]:
         return self
 
-    def __next__(self) -> bytes | bytearray:
+    def __next__(self) -> Chunk:
         if self.chunk is None:
             raise StopIteration
         chunk, self.chunk = self.chunk, None
@@ -64,11 +73,25 @@ class StreamInspector:
         # read gigabytes of a file already known to be wrong).
         self._wrapper = fi.InspectWrapper(self._feed, expected_format=expected)  # type: ignore[arg-type]
         self._done = False
+        self._seen = 0
 
-    def feed(self, chunk: bytes | bytearray) -> None:
+    def feed(self, chunk: Chunk) -> None:
+        """Show the next bytes of the stream to every inspector (raises ImageFormatRefused).
+
+        Inspectors get read-only views: slicing one is free, where slicing bytes or
+        a bytearray copies the rest of the block.
+        """
         if not chunk:
             return
-        self._feed.chunk = chunk
+        view = memoryview(chunk).toreadonly()
+        while self._seen < HEAD_BYTES and len(view) > HEAD_PIECE:
+            self._eat(view[:HEAD_PIECE])
+            view = view[HEAD_PIECE:]
+        self._eat(view)
+
+    def _eat(self, view: memoryview) -> None:
+        self._seen += len(view)
+        self._feed.chunk = view
         try:
             next(self._wrapper)
         except (fi.ImageFormatError, fi.SafetyCheckFailed, fi.SafetyViolation) as exc:
@@ -124,7 +147,7 @@ class StreamInspector:
         return ImageFormatRefused(f"Image data refused: {reason}")
 
 
-def inspect_file_blocks(blocks: Iterator[bytes], disk_format: str) -> Verdict:
+def inspect_file_blocks(blocks: Iterator[Chunk], disk_format: str) -> Verdict:
     """Inspect a whole stream of blocks (used for files already on disk)."""
     inspector = StreamInspector(disk_format)
     for block in blocks:

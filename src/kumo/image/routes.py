@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, cast
 
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
@@ -32,7 +32,7 @@ from kumo.image.schemas import (
     member_view,
     members_schema,
 )
-from kumo.image.upload import BLOCK_SIZE, BlockChannel, ClientGone
+from kumo.image.upload import BlockChannel, pump_body
 from kumo.runtime import Runtime
 
 PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
@@ -210,6 +210,14 @@ def _expected_size(request: Request) -> int | None:
     return size
 
 
+def _content_length(request: Request) -> int | None:
+    """The body's declared size; None when it is chunked (or the header is unusable)."""
+    if "transfer-encoding" in request.headers:
+        return None
+    raw = request.headers.get("content-length", "")
+    return int(raw) if raw.isdigit() else None
+
+
 async def upload(request: Request) -> Response:
     """PUT .../file: gather the body into blocks; a worker thread inspects, hashes, stores."""
     context = context_of(request)
@@ -222,45 +230,16 @@ async def upload(request: Request) -> Response:
         )
     expected = _expected_size(request)
     channel = BlockChannel(asyncio.get_running_loop())
+    # The service hands the blocks straight to `upload.ingest`, which takes views.
+    blocks = cast(Iterable[bytes], channel)
     worker = asyncio.ensure_future(
         run_in_threadpool(
-            service.upload_image_data, runtime, context, _image_id(request), channel, expected
+            service.upload_image_data, runtime, context, _image_id(request), blocks, expected
         )
     )
-    await _pump(request, channel, worker)
+    await pump_body(request.receive, _content_length(request), channel, worker)
     await worker  # raises the upload's error, if any (mapped to Glance's shape)
     return Response(status_code=204)
-
-
-async def _pump(request: Request, channel: BlockChannel, worker: asyncio.Future[Any]) -> None:
-    """Feed the request body to `channel` until it ends, the client goes, or the worker stops."""
-    receive = request.receive
-    buffer = bytearray()
-    feeding = True
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            if feeding:
-                await channel.put(
-                    ClientGone("the client disconnected before the upload ended"), worker
-                )
-            return
-        chunk = message.get("body", b"")
-        more = bool(message.get("more_body", False))
-        if feeding and chunk:
-            buffer += chunk
-            if len(buffer) >= BLOCK_SIZE:
-                feeding = await channel.put(buffer, worker)
-                buffer = bytearray()
-        if not more:
-            if feeding:
-                if buffer:
-                    feeding = await channel.put(buffer, worker)
-                if feeding:
-                    await channel.put(None, worker)
-            return
-        # Once the worker has refused the data, the rest of the body is read and
-        # dropped, so the client gets the 4xx instead of a broken pipe.
 
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")

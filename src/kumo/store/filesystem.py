@@ -2,14 +2,16 @@
 
 Writes go to `<id>.partial`, are fsynced and renamed into place, so a crash never
 leaves a file that looks whole. Where the filesystem allows it the data is written
-with O_DIRECT from a page-aligned staging buffer: on a VM the kernel's page-cache
-copy of a fresh gigabyte costs more CPU than hashing it, and an upload is meant to
-cost little more than one sha512 pass.
+with O_DIRECT: on a VM the kernel's page-cache copy of a fresh gigabyte costs more
+CPU than hashing it, and an upload is meant to cost little more than one sha512
+pass. Chunks that are already page-aligned (the upload's pooled blocks) are written
+in place; anything else goes through a page-aligned staging buffer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import mmap
@@ -25,6 +27,16 @@ PARTIAL_SUFFIX = ".partial"
 READ_CHUNK = 4 * 1024 * 1024
 STAGE_SIZE = 8 * 1024 * 1024  # a multiple of every block size O_DIRECT may demand
 O_DIRECT = getattr(os, "O_DIRECT", 0)
+ALIGN = mmap.PAGESIZE  # satisfies every logical block size O_DIRECT may demand
+Chunk = bytes | bytearray | memoryview
+
+
+def _aligned_prefix(data: memoryview) -> int:
+    """How many leading bytes of `data` O_DIRECT can take in place (0: must be staged)."""
+    if data.readonly or not data.c_contiguous or len(data) < ALIGN:
+        return 0  # ctypes can only take the address of a writable buffer
+    address = ctypes.addressof(ctypes.c_char.from_buffer(data))
+    return 0 if address % ALIGN else len(data) - len(data) % ALIGN
 
 
 class _Writer:
@@ -45,12 +57,17 @@ class _Writer:
         self.fill = 0
         self.size = 0
 
-    def write(self, chunk: bytes | bytearray | memoryview) -> None:
+    def write(self, chunk: Chunk) -> None:
         self.size += len(chunk)
         if self.view is None:
             self._write_all(memoryview(chunk))
             return
-        data = memoryview(chunk)
+        data = memoryview(chunk).cast("B")
+        if self.fill == 0 and self.direct and (direct := _aligned_prefix(data)):
+            # The file offset is aligned too: everything before went out in whole stages
+            # or aligned prefixes.
+            self._write_all(data[:direct])
+            data = data[direct:]
         while data:
             take = min(len(data), STAGE_SIZE - self.fill)
             self.view[self.fill : self.fill + take] = data[:take]
@@ -61,13 +78,7 @@ class _Writer:
 
     def _flush_stage(self) -> None:
         assert self.view is not None
-        try:
-            self._write_all(self.view[: self.fill])
-        except OSError as exc:
-            if exc.errno != errno.EINVAL or not self.direct:
-                raise
-            self._drop_direct()  # the filesystem took the open but not the write
-            self._write_all(self.view[: self.fill])
+        self._write_all(self.view[: self.fill])
         self.fill = 0
 
     def _drop_direct(self) -> None:
@@ -77,7 +88,15 @@ class _Writer:
 
     def _write_all(self, data: memoryview) -> None:
         while data:
-            written = os.write(self.fd, data)
+            try:
+                written = os.write(self.fd, data)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL or not self.direct:
+                    raise
+                # The filesystem took the O_DIRECT open but not the write (or a short
+                # write left the offset unaligned): go on through the page cache.
+                self._drop_direct()
+                continue
             data = data[written:]
 
     def finish(self) -> None:
@@ -114,7 +133,7 @@ class FilesystemStore(ImageStore):
             raise NotFound(f"image data location {location!r} is not in this store")
         return path
 
-    def put(self, image_id: str, chunks: Iterable[bytes]) -> StoredObject:
+    def put(self, image_id: str, chunks: Iterable[Chunk]) -> StoredObject:
         final = self.root / image_id
         partial = final.with_name(final.name + PARTIAL_SUFFIX)
         try:
