@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -176,7 +175,8 @@ def serve(
     )
     server = uvicorn.Server(config)
     with _exit_quietly_on_signals():
-        asyncio.run(server.serve(sockets=[sock]))
+        # Server.run() honours `loop="uvloop"` (asyncio.run would not).
+        server.run(sockets=[sock])
     if not server.started:
         raise SystemExit("kumo: start-up failed; see the messages above")
 

@@ -318,6 +318,8 @@ def _uvicorn_cycle(receive: Receive, content_length: int | None) -> Any:
         return None
     if len(cycle.body) > content_length or cycle.transport.get_extra_info("socket") is None:
         return None
+    if cycle.transport.get_extra_info("sslcontext") is not None:
+        return None  # the socket carries TLS records, not the body
     return cycle
 
 
