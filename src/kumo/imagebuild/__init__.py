@@ -20,6 +20,16 @@ from kumo.errors import BadRequest
 StepReporter = Callable[[str], None]
 
 
+# Glance properties every image kumo builds shares (x86_64 BIOS guests on virtio).
+COMMON_PROPERTIES = {
+    "os_type": "linux",
+    "architecture": "x86_64",
+    "hw_disk_bus": "virtio",
+    "hw_vif_model": "virtio",
+    "hw_firmware_type": "bios",
+}
+
+
 def quiet(_step: str) -> None:
     """A StepReporter that shows nothing."""
 

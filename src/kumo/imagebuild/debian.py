@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kumo.diskformat import qemuimg
 from kumo.errors import BadRequest, ToolError
-from kumo.imagebuild import BuildResult, StepReporter, quiet
+from kumo.imagebuild import COMMON_PROPERTIES, BuildResult, StepReporter, quiet
 from kumo.imagebuild.cache import BuildCache, inputs_key
 from kumo.imagebuild.debs import candidates, installed_version, real_package
 from kumo.imagebuild.disk import (
@@ -73,14 +73,10 @@ TOOLS = {
 def debian_image_properties() -> dict[str, str]:
     """Glance properties to set when uploading the Debian image."""
     return {
+        **COMMON_PROPERTIES,
         "os_admin_user": DEBIAN_ADMIN_USER,
-        "os_type": "linux",
         "os_distro": "debian",
         "os_version": "12",
-        "architecture": "x86_64",
-        "hw_disk_bus": "virtio",
-        "hw_vif_model": "virtio",
-        "hw_firmware_type": "bios",
     }
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from kumo.diskformat import qemuimg
-from kumo.imagebuild import BuildResult, StepReporter, quiet
+from kumo.imagebuild import COMMON_PROPERTIES, BuildResult, StepReporter, quiet
 from kumo.imagebuild.cache import BuildCache, digest_tree, inputs_key
 from kumo.imagebuild.debs import (
     Deb,
@@ -76,14 +76,7 @@ TOOLS = {  # program -> Debian package, checked before anything is downloaded
 
 def tiny_image_properties() -> dict[str, str]:
     """Glance properties to set when uploading the tiny image."""
-    return {
-        "os_admin_user": TINY_ADMIN_USER,
-        "os_type": "linux",
-        "architecture": "x86_64",
-        "hw_disk_bus": "virtio",
-        "hw_vif_model": "virtio",
-        "hw_firmware_type": "bios",
-    }
+    return {**COMMON_PROPERTIES, "os_admin_user": TINY_ADMIN_USER}
 
 
 def files_dir() -> Path:
