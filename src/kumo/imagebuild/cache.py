@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 
@@ -65,6 +65,27 @@ class BuildCache:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def ensure(
+        self,
+        kind: str,
+        key: str,
+        build: Callable[[], Path],
+        *,
+        steps: Callable[[str], None],
+        rebuild: bool = False,
+    ) -> tuple[Path, bool]:
+        """(the cached build of `kind` with inputs `key`, whether it was there already).
+
+        `build()` runs under the kind's lock only when the cache has no such build (or
+        `rebuild` is asked), so concurrent callers build once.
+        """
+        with self.locked(kind):
+            image = None if rebuild else self.lookup(kind, key)
+            if image is not None:
+                steps("using the cached build")
+                return image, True
+            return build(), False
 
     @contextlib.contextmanager
     def scratch(self, kind: str) -> Iterator[Path]:

@@ -131,13 +131,12 @@ def ensure_built(*, steps: StepReporter = quiet, rebuild: bool = False,
     steps("resolving package versions")
     inputs = build_inputs()
     key = inputs_key(inputs)
-    with cache.locked("debian"):
-        image = None if rebuild else cache.lookup("debian", key)
-        if image is not None:
-            steps("using the cached build")
-            return image, True, key
-        built = _build_into_cache(cache, key, inputs, steps, {} if sizes is None else sizes)
-        return built, False, key
+    image, cached = cache.ensure(
+        "debian", key,
+        lambda: _build_into_cache(cache, key, inputs, steps, {} if sizes is None else sizes),
+        steps=steps, rebuild=rebuild,
+    )
+    return image, cached, key
 
 
 def _build_into_cache(cache: BuildCache, key: str, inputs: dict[str, str],

@@ -129,12 +129,11 @@ def ensure_built(*, steps: StepReporter = quiet, rebuild: bool = False,
     packages = resolve_packages()
     inputs = build_inputs(packages)
     key = inputs_key(inputs)
-    with cache.locked("tiny"):
-        image = None if rebuild else cache.lookup("tiny", key)
-        if image is not None:
-            steps("using the cached build")
-            return image, True, key
-        return _build_into_cache(cache, key, inputs, packages, steps), False, key
+    image, cached = cache.ensure(
+        "tiny", key, lambda: _build_into_cache(cache, key, inputs, packages, steps),
+        steps=steps, rebuild=rebuild,
+    )
+    return image, cached, key
 
 
 def _build_into_cache(cache: BuildCache, key: str, inputs: dict[str, str],
