@@ -104,11 +104,17 @@ def time_kumo(hv: LocalHypervisor, md_socket: Path) -> float:
 
 def time_plain(hv: LocalHypervisor, base: Path, base_format: str, md_socket: Path,
                work: Path) -> float:
+    return plain_boot(base, base_format, work, md_socket, hv.accel.choose().qemu_args(),
+                      MEMORY_MB, VCPUS)
+
+
+def plain_boot(base: Path, base_format: str, work: Path, md_socket: Path, accel: list[str],
+               memory_mb: int, vcpus: int) -> float:
+    """Boot `base` with one plain qemu command on a fresh overlay; seconds to SSH banner."""
     overlay = work / "plain.qcow2"
     port = free_port()
-    accel = hv.accel.choose().qemu_args()
     args = [
-        "qemu-system-x86_64", *accel, "-m", str(MEMORY_MB), "-smp", str(VCPUS),
+        "qemu-system-x86_64", *accel, "-m", str(memory_mb), "-smp", str(vcpus),
         "-nodefaults", "-display", "none", "-serial", f"file:{work / 'plain.log'}",
         "-drive", f"file={overlay},if=virtio,format=qcow2",
         "-netdev", "user,id=n0,net=169.254.0.0/16,restrict=on,"

@@ -27,10 +27,9 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from boot import MetadataStub, free_port, wait_banner
+from boot import MetadataStub, plain_boot, wait_banner
 
 from kumo.config import Settings
-from kumo.diskformat import qemuimg
 from kumo.hypervisor.accel import AccelChooser
 
 
@@ -101,28 +100,6 @@ def time_server_create(api: httpx.Client, image_id: str, name: str) -> float:
             time.sleep(0.1)
 
 
-def time_plain(base: Path, fmt: str, work: Path, md_socket: Path, accel: list[str]) -> float:
-    overlay, port = work / "plain.qcow2", free_port()
-    args = [
-        "qemu-system-x86_64", *accel, "-m", "512", "-smp", "1", "-nodefaults",
-        "-display", "none", "-serial", f"file:{work / 'plain.log'}",
-        "-drive", f"file={overlay},if=virtio,format=qcow2",
-        "-netdev", "user,id=n0,net=169.254.0.0/16,restrict=on,"
-        f"guestfwd=tcp:169.254.169.254:80-cmd:socat - UNIX-CONNECT:{md_socket},"
-        f"hostfwd=tcp:127.0.0.1:{port}-:22",
-        "-device", "virtio-net-pci,netdev=n0", "-device", "virtio-rng-pci",
-    ]
-    started = time.monotonic()
-    qemuimg.create_overlay(base, fmt, overlay, 1024**3)
-    process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
-    try:
-        return wait_banner(port, started)
-    finally:
-        process.kill()
-        process.wait()
-        overlay.unlink()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -150,7 +127,8 @@ def main() -> None:
                                  data / "run" / "accel.json").choose()
             kumo_times, plain_times = [], []
             for n in range(options.rounds):
-                plain_times.append(time_plain(base, fmt, work, md_socket, accel.qemu_args()))
+                plain_times.append(plain_boot(base, fmt, work, md_socket, accel.qemu_args(),
+                                              512, 1))  # m1.tiny
                 kumo_times.append(time_server_create(api, image_id, f"bench-{n}"))
                 print(f"round {n + 1}: plain qemu {plain_times[-1]:.2f} s, "
                       f"kumo server create {kumo_times[-1]:.2f} s", flush=True)
