@@ -91,3 +91,34 @@ def test_groups_per_project(api: TestClient, admin_headers: dict[str, str],
     api.delete(f"/compute/v2.1/servers/{sid}", headers=alice)
     compute.wait_idle()
     assert api.delete(f"{N}/security-groups/{web['id']}", headers=alice).status_code == 204
+
+
+def test_rule_list_filters_and_project_visibility(
+    api: TestClient, admin_headers: dict[str, str], make_project_user: Any
+) -> None:
+    admins = default_group(api, admin_headers)  # before another project's group exists
+    alice = make_project_user("p-rules", "alice-rules")
+    mine = default_group(api, alice)
+    for extra in ({"protocol": "tcp", "port_range_min": 22, "port_range_max": 22},
+                  {"protocol": "icmp"}):
+        assert api.post(f"{N}/security-group-rules", headers=alice,
+                        json=rule(mine, **extra)).status_code == 201
+    assert api.post(f"{N}/security-group-rules", headers=admin_headers,
+                    json=rule(admins, protocol="udp", port_range_min=53,
+                              port_range_max=53)).status_code == 201
+
+    def listed(headers: dict[str, str], query: str) -> list[dict[str, Any]]:
+        response = api.get(f"{N}/security-group-rules?{query}", headers=headers)
+        assert response.status_code == 200
+        return list(response.json()["security_group_rules"])
+
+    # A member sees only its project's rules; the filters match exactly.
+    assert {r["security_group_id"] for r in listed(alice, "")} == {mine}
+    assert [r["protocol"] for r in listed(alice, "protocol=icmp")] == ["icmp"]
+    assert listed(alice, f"security_group_id={admins}") == []
+    # An admin sees every project's rules, and can narrow them to one project.
+    project = api.get(f"{N}/security-groups/{mine}", headers=alice).json()
+    project_id = project["security_group"]["project_id"]
+    assert {r["security_group_id"] for r in listed(admin_headers, "")} >= {mine, admins}
+    assert {r["security_group_id"]
+            for r in listed(admin_headers, f"project_id={project_id}")} == {mine}
