@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from kumo.api.context import RequestContext
@@ -62,16 +62,27 @@ def list_groups(
 ) -> list[SecurityGroup]:
     """Groups the caller may see (admins: all), with Neutron's exact-match filters."""
     ensure_default(session, context.project_id)
-    stmt = select(SecurityGroup).order_by(SecurityGroup.created_at, SecurityGroup.name)
+    stmt = _visible_matching(SecurityGroup, context, filters, ("id", "name", "description"))
+    return list(session.scalars(stmt.order_by(SecurityGroup.created_at, SecurityGroup.name)))
+
+
+def _visible_matching(
+    model: type[SecurityGroup] | type[SecurityGroupRule],
+    context: RequestContext,
+    filters: dict[str, str],
+    keys: tuple[str, ...],
+) -> Select[Any]:
+    """Rows of `model` the caller may see (admins: all), with Neutron's exact-match filters."""
+    stmt: Select[Any] = select(model)
     if not context.is_admin:
-        stmt = stmt.where(SecurityGroup.project_id == context.project_id)
-    for key in ("id", "name", "description"):
+        stmt = stmt.where(model.project_id == context.project_id)
+    for key in keys:
         if key in filters:
-            stmt = stmt.where(getattr(SecurityGroup, key) == filters[key])
+            stmt = stmt.where(getattr(model, key) == filters[key])
     project = filters.get("project_id") or filters.get("tenant_id")
     if project:
-        stmt = stmt.where(SecurityGroup.project_id == project)
-    return list(session.scalars(stmt))
+        stmt = stmt.where(model.project_id == project)
+    return stmt
 
 
 def get_group(session: Session, context: RequestContext, group_id: str) -> SecurityGroup:
@@ -176,17 +187,10 @@ def get_rule(session: Session, context: RequestContext, rule_id: str) -> Securit
 def list_rules(
     session: Session, context: RequestContext, filters: dict[str, str]
 ) -> list[SecurityGroupRule]:
-    stmt = select(SecurityGroupRule).order_by(SecurityGroupRule.created_at)
-    if not context.is_admin:
-        stmt = stmt.where(SecurityGroupRule.project_id == context.project_id)
-    for key in ("id", "security_group_id", "direction", "ethertype", "protocol",
-                "remote_group_id", "remote_ip_prefix"):
-        if key in filters:
-            stmt = stmt.where(getattr(SecurityGroupRule, key) == filters[key])
-    project = filters.get("project_id") or filters.get("tenant_id")
-    if project:
-        stmt = stmt.where(SecurityGroupRule.project_id == project)
-    return list(session.scalars(stmt))
+    keys = ("id", "security_group_id", "direction", "ethertype", "protocol",
+            "remote_group_id", "remote_ip_prefix")
+    stmt = _visible_matching(SecurityGroupRule, context, filters, keys)
+    return list(session.scalars(stmt.order_by(SecurityGroupRule.created_at)))
 
 
 def create_rule(session: Session, context: RequestContext, body: Any) -> SecurityGroupRule:
