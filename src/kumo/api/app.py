@@ -28,11 +28,11 @@ async def healthcheck(_request: Request) -> Response:
 
 def create_app(runtime: Runtime) -> Starlette:
     """The whole API as one ASGI app, with `runtime` on `app.state`."""
-    from kumo.compute.network_routes import build_app as network_app
     from kumo.compute.routes import build_app as compute_app
     from kumo.identity.middleware import TokenMiddleware
     from kumo.identity.routes import build_app as identity_app
     from kumo.image.routes import build_app as image_app
+    from kumo.network.routes import build_app as network_app
 
     app = Starlette(
         routes=[

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from kumo.compute.models import SecurityGroup, Server
+from kumo.compute.models import Server
 from kumo.db.engine import session_scope
 from kumo.metadata.instance import InstanceView, PublicKey
+from kumo.network.models import SecurityGroup
 from kumo.runtime import Runtime
 
 NETWORK_ID = "7b1f3c52-6f6e-4d7e-9a53-6b756d6f6e65"  # kumo-net, the one network

@@ -19,10 +19,11 @@ from kumo.compute import flavors, keypairs, servers, views
 from kumo.compute.actions import server_action
 from kumo.compute.microversion import MAX_VERSION, MIN_VERSION, MicroversionMiddleware, text
 from kumo.compute.microversion import version_of as microversion
-from kumo.compute.models import InstanceAction, SecurityGroup, Server
+from kumo.compute.models import InstanceAction, Server
 from kumo.compute.service import compute_of
 from kumo.errors import BadRequest, NotFound
 from kumo.hypervisor.routes import routes as cache_routes
+from kumo.network.models import SecurityGroup
 from kumo.runtime import Runtime
 
 T = TypeVar("T")

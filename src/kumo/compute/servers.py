@@ -15,7 +15,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kumo.api.context import RequestContext
-from kumo.compute import secgroups
 from kumo.compute.flavors import get_flavor
 from kumo.compute.images import ImagePort, check_bootable
 from kumo.compute.instance_source import NETWORK_ID
@@ -32,6 +31,7 @@ from kumo.compute.models import (
 )
 from kumo.db.base import utcnow
 from kumo.errors import BadRequest, Conflict, NotFound
+from kumo.network import secgroups
 
 NETWORK_NAME = "kumo-net"
 RESERVED_META_PREFIX = "kumo:"

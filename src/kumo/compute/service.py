@@ -23,7 +23,6 @@ from typing import Any, Protocol
 from sqlalchemy import select
 
 from kumo.api.context import RequestContext
-from kumo.compute import secgroups
 from kumo.compute.images import GlanceImages, ImagePort
 from kumo.compute.instance_source import ServerInstanceSource
 from kumo.compute.models import (
@@ -42,6 +41,7 @@ from kumo.db.base import utcnow
 from kumo.db.engine import session_scope
 from kumo.errors import KumoError, ServiceUnavailable
 from kumo.hypervisor.driver import GuestSpec, GuestState, GuestStatus, Hypervisor
+from kumo.network import secgroups
 from kumo.runtime import Runtime
 
 log = logging.getLogger("kumo.compute")

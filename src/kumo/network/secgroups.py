@@ -18,9 +18,10 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from kumo.api.context import RequestContext
-from kumo.compute.models import SecurityGroup, SecurityGroupRule, Server
+from kumo.compute.models import Server
 from kumo.errors import BadRequest, Conflict, NotFound
 from kumo.hypervisor.driver import PortForward
+from kumo.network.models import SecurityGroup, SecurityGroupRule
 
 MAX_FORWARDS = 32
 # Inside a wide range, the ports people reach first.

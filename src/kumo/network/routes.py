@@ -21,13 +21,14 @@ from kumo.api.context import RequestContext, context_of
 from kumo.api.errors import Flavor
 from kumo.api.http import read_json
 from kumo.api.parts import in_session, part_app, runtime_from
-from kumo.compute import secgroups
 from kumo.compute.instance_source import NETWORK_ID
-from kumo.compute.models import SecurityGroup, SecurityGroupRule, Server
+from kumo.compute.models import Server
 from kumo.compute.servers import NETWORK_NAME
 from kumo.compute.service import compute_of
 from kumo.compute.views import FIXED_IP, MAC_ADDRESS
 from kumo.errors import NotFound
+from kumo.network import secgroups
+from kumo.network.models import SecurityGroup, SecurityGroupRule
 from kumo.runtime import Runtime
 
 T = TypeVar("T")

@@ -1,0 +1,1 @@
+"""kumo's network part: Neutron v2.0 routes, security groups, and the guest network driver."""
