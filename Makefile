@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEB_PACKAGES := python3 python3-venv python3-dev gcc qemu-system-x86 qemu-utils e2fsprogs \
 	fdisk mmdebstrap grub-pc-bin busybox-static dropbear-bin socat cpio zstd xz-utils \
-	ca-certificates openssh-client
+	ca-certificates openssh-client genisoimage
 PYTEST_ARGS ?=
 
 .PHONY: up test deps venv dev lint typecheck bench clean
