@@ -119,7 +119,9 @@ def prepare(settings: Settings) -> tuple[Runtime, str]:
         bootstrap(session, password)
     recover(runtime)
     from kumo.compute.service import register as register_compute
+    from kumo.network.agent import register as register_network
 
+    register_network(runtime)
     register_compute(runtime)
     return runtime, password
 
