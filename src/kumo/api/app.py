@@ -28,6 +28,7 @@ async def healthcheck(_request: Request) -> Response:
 
 def create_app(runtime: Runtime) -> Starlette:
     """The whole API as one ASGI app, with `runtime` on `app.state`."""
+    from kumo.api.request_id import RequestIdMiddleware
     from kumo.compute.routes import build_app as compute_app
     from kumo.identity.middleware import TokenMiddleware
     from kumo.identity.routes import build_app as identity_app
@@ -42,7 +43,7 @@ def create_app(runtime: Runtime) -> Starlette:
             Mount(PREFIXES["compute"], app=compute_app(runtime)),
             Mount(PREFIXES["network"], app=network_app(runtime)),
         ],
-        middleware=[Middleware(TokenMiddleware, runtime=runtime)],
+        middleware=[Middleware(RequestIdMiddleware), Middleware(TokenMiddleware, runtime=runtime)],
     )
     app.state.runtime = runtime
     return app

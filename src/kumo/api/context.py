@@ -22,6 +22,8 @@ class RequestContext:
     token: str
     expires_at: datetime
     domain_id: str = "default"
+    # This request's `x-openstack-request-id` (kumo.api.request_id); instance actions keep it.
+    request_id: str = ""
 
     @property
     def is_admin(self) -> bool:

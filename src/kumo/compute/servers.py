@@ -53,7 +53,8 @@ def record_action(session: Session, server: Server, action: str, context: Reques
                   message: str | None = None) -> InstanceAction:
     """Start an instance action (os-instance-actions); the worker finishes it."""
     entry = InstanceAction(
-        server_id=server.id, action=action, request_id=f"req-{uuid.uuid4()}",
+        server_id=server.id, action=action,
+        request_id=(context.request_id if context else "") or f"req-{uuid.uuid4()}",
         user_id=context.user_id if context else None,
         project_id=context.project_id if context else server.project_id, message=message,
     )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from kumo.api.context import RequestContext
+from kumo.api.request_id import request_id_of
 from kumo.db.engine import session_scope
 from kumo.errors import Unauthorized
 from kumo.identity.tokens import context_for
@@ -32,12 +36,13 @@ class TokenMiddleware:
             if token:
                 state = scope.setdefault("state", {})
                 try:
-                    state["context"] = await run_in_threadpool(self._validate, token)
+                    context = await run_in_threadpool(self._validate, token)
+                    state["context"] = replace(context, request_id=request_id_of(scope) or "")
                 except Unauthorized as exc:
                     state["token_error"] = exc.message
         await self.app(scope, receive, send)
 
-    def _validate(self, token: str) -> object:
+    def _validate(self, token: str) -> RequestContext:
         with session_scope(self.runtime.sessions) as session:
             context, _ = context_for(session, token)
             return context
