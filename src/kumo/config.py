@@ -47,6 +47,35 @@ class MetadataSettings:
 
 
 @dataclass
+class NetworkSettings:
+    """Guest networks (`[network]`); option names are Neutron's where it has one."""
+
+    # auto: real networks (bridges in kumo's own namespace) when kumo can build them
+    # (root, iproute2, dnsmasq, nftables), else QEMU user-mode networking.
+    driver: str = "auto"  # auto | bridge | user
+    # Tenant networks are VXLAN-ready: MTU = global_physnet_mtu - 50 (Neutron's rule).
+    global_physnet_mtu: int = 1500
+    # The external network (`public`): its subnet; the host takes its first address.
+    external_cidr: str = "172.24.4.0/24"
+    # Where a project's default private network takes its /24 from.
+    default_subnet_pool: str = "10.0.0.0/16"
+    # Upstream DNS servers dnsmasq forwards guests' other names to (Neutron's
+    # dnsmasq_dns_servers); empty: guests resolve only the cloud's own names.
+    dnsmasq_dns_servers: list[str] = field(default_factory=list)
+    # The caching proxy for guests' package downloads (apt-cacher-ng in the namespace).
+    package_proxy: bool = True
+    package_proxy_port: int = 3142
+    # Its download limit in KiB/s (seed 004's 100 kB/s); 0: no limit.
+    package_proxy_max_rate: int = 0
+    # The mirrors it may fetch from; empty: the host's own apt sources.
+    package_proxy_mirrors: list[str] = field(default_factory=list)
+
+    @property
+    def tenant_mtu(self) -> int:
+        return self.global_physnet_mtu - 50
+
+
+@dataclass
 class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     host: str = "127.0.0.1"
@@ -58,6 +87,7 @@ class Settings:
     image_cache: ImageCacheSettings = field(default_factory=ImageCacheSettings)
     compute: ComputeSettings = field(default_factory=ComputeSettings)
     metadata: MetadataSettings = field(default_factory=MetadataSettings)
+    network: NetworkSettings = field(default_factory=NetworkSettings)
 
     @property
     def db_url(self) -> str:
@@ -102,11 +132,13 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "libvirt": ("compute.virt_type",),
     "image_cache": tuple(f"image_cache.{name}" for name in ImageCacheSettings.__dataclass_fields__),
     "metadata": ("metadata.mtu", "metadata.dns_nameservers"),
+    "network": tuple(f"network.{name}" for name in NetworkSettings.__dataclass_fields__),
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "compute.virt_type": ("auto", "kvm", "qemu"),
     "compute.preallocate_images": ("none", "space"),
+    "network.driver": ("auto", "bridge", "user"),
 }
 
 
@@ -196,6 +228,7 @@ def _check(settings: Settings, path: Path) -> None:
         )
     if not 576 <= settings.metadata.mtu <= 9000:
         raise ConfigError(f"{path}: [metadata] mtu: {settings.metadata.mtu} is not in 576..9000")
+    _check_network(settings.network, path)
     for name in ("manager_interval", "remove_unused_original_minimum_age_seconds",
                  "remove_unused_resized_minimum_age_seconds"):
         value = getattr(settings.image_cache, name)
@@ -208,3 +241,29 @@ def _check(settings: Settings, path: Path) -> None:
         raise ConfigError(
             f"{path}: [image_cache] subdirectory_name: {subdir!r} must be a plain directory name"
         )
+
+
+def _check_network(network: NetworkSettings, path: Path) -> None:
+    import ipaddress
+
+    if not 1280 <= network.global_physnet_mtu <= 9050:
+        raise ConfigError(f"{path}: [network] global_physnet_mtu: "
+                          f"{network.global_physnet_mtu} is not in 1280..9050")
+    for name in ("external_cidr", "default_subnet_pool"):
+        value = getattr(network, name)
+        try:
+            net = ipaddress.ip_network(value, strict=True)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: [network] {name}: {exc}") from None
+        if net.version != 4 or net.prefixlen > 29:
+            raise ConfigError(f"{path}: [network] {name}: {value} must be an IPv4 "
+                              "network of at least 8 addresses")
+    for server in network.dnsmasq_dns_servers:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise ConfigError(f"{path}: [network] dnsmasq_dns_servers: {server!r} is not "
+                              "an IP address") from None
+    if not 1 <= network.package_proxy_port <= 65535 or network.package_proxy_max_rate < 0:
+        raise ConfigError(f"{path}: [network] package_proxy_port must be 1..65535 and "
+                          "package_proxy_max_rate 0 or more")
