@@ -361,3 +361,60 @@ def test_unsafe_images_are_refused_queued_and_not_stored(
         assert shown["status"] == "queued", label
         assert shown["size"] is None and shown["os_hash_value"] is None, label
         assert stored_files(runtime) == [], label
+
+
+def test_owner_member_deactivates_own_image_as_glance_policy_allows(
+    api: TestClient, new_image: Maker, make_project_user: Callable[..., dict[str, str]]
+) -> None:
+    alice = make_project_user("p1", "alice")
+    image = new_image(headers=alice, disk_format="raw", visibility="private")
+    url = f"/image/v2/images/{image['id']}"
+    upload(api, alice, image["id"], b"d" * 64)
+    assert api.post(f"{url}/actions/deactivate", headers=alice).status_code == 204
+    assert api.get(url, headers=alice).json()["status"] == "deactivated"
+    assert api.get(f"{url}/file", headers=alice).status_code == 403
+    reader = make_project_user("p1", "carol", roles=("reader",))
+    assert api.post(f"{url}/actions/reactivate", headers=reader).status_code == 403
+    assert api.post(f"{url}/actions/reactivate", headers=alice).status_code == 204
+    assert api.get(f"{url}/file", headers=alice).content == b"d" * 64
+
+
+def test_os_glance_properties_are_reserved(
+    api: TestClient, admin_headers: dict[str, str], new_image: Maker
+) -> None:
+    created = api.post("/image/v2/images", headers=admin_headers, json={
+        "name": "x", "disk_format": "raw", "container_format": "bare",
+        "os_glance_import_task": "mine"})
+    assert created.status_code == 403 and "reserved" in created.text
+    image = new_image()
+    for op in ("add", "replace", "remove"):
+        patch = {"op": op, "path": "/os_glance_foo", **({"value": "v"} if op != "remove" else {})}
+        response = api.patch(f"/image/v2/images/{image['id']}", content=json.dumps([patch]),
+                             headers={**admin_headers, **PATCH})
+        assert response.status_code == 403, (op, response.text)
+    shown = api.get(f"/image/v2/images/{image['id']}", headers=admin_headers).json()
+    assert not any(key.startswith("os_glance") for key in shown)
+
+
+def test_older_v2_0_json_patch_media_type(
+    api: TestClient, admin_headers: dict[str, str], new_image: Maker
+) -> None:
+    image = new_image()
+    url = f"/image/v2/images/{image['id']}"
+    old = {"Content-Type": "application/openstack-images-v2.0-json-patch"}
+    body = [{"replace": "/name", "value": "renamed"}, {"add": "/color", "value": "blue"}]
+    response = api.patch(url, content=json.dumps(body), headers={**admin_headers, **old})
+    assert response.status_code == 200, response.text
+    assert response.json()["name"] == "renamed" and response.json()["color"] == "blue"
+    removed = api.patch(url, content=json.dumps([{"remove": "/color"}]),
+                        headers={**admin_headers, **old})
+    assert removed.status_code == 200 and "color" not in removed.json()
+    bad = api.patch(url, content=json.dumps([{"replace": "/name", "add": "/x", "value": "y"}]),
+                    headers={**admin_headers, **old})
+    assert bad.status_code == 400
+    assert api.get(url, headers=admin_headers).json()["name"] == "renamed"
+
+
+def test_images_path_with_empty_id_is_404(api: TestClient, admin_headers: dict[str, str]) -> None:
+    assert api.get("/image/v2/images/", headers=admin_headers).status_code == 404
+    assert api.delete("/image/v2/images/", headers=admin_headers).status_code == 404

@@ -13,7 +13,7 @@ from typing import Any
 from kumo.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge
 from kumo.image import lifecycle
 from kumo.image.models import Image, ImageProperty, ImageTag
-from kumo.image.schemas import READ_ONLY, RESERVED, UUID_PATTERN, WRITABLE_BASE
+from kumo.image.schemas import READ_ONLY, UUID_PATTERN, WRITABLE_BASE, is_reserved
 
 MAX_NAME = 255
 MAX_PROPERTY_VALUE = 65535
@@ -92,7 +92,7 @@ def check_property(name: str, value: Any) -> str:
         raise BadRequest(f"Invalid property name {name!r}: 1 to 255 characters")
     if name in READ_ONLY:
         raise Forbidden(f"Attribute '{name}' is read-only.")
-    if name in RESERVED:
+    if is_reserved(name):
         raise Forbidden(f"Attribute '{name}' is reserved.")
     if not isinstance(value, str):
         raise BadRequest(
@@ -143,14 +143,20 @@ def _unescape(segment: str) -> str:
     return segment.replace("~1", "/").replace("~0", "~")
 
 
-def parse_patch(document: Any) -> list[PatchOp]:
-    """Check an `application/openstack-images-v2.1-json-patch` document."""
+def parse_patch(document: Any, draft10: bool = False) -> list[PatchOp]:
+    """Check an `application/openstack-images-v2.1-json-patch` document.
+
+    `draft10`: the older `…-v2.0-json-patch` shape, `{"replace": "/name", "value": …}`
+    (the op is the key), which Glance still accepts.
+    """
     if not isinstance(document, list):
         raise BadRequest("A JSON-patch document must be a list of operations")
     ops = []
     for raw in document:
         if not isinstance(raw, dict):
             raise BadRequest("Each JSON-patch operation must be an object")
+        if draft10:
+            raw = _from_draft10(raw)
         op = raw.get("op")
         if op not in PATCH_OPS:
             raise BadRequest(
@@ -176,6 +182,22 @@ def parse_patch(document: Any) -> list[PatchOp]:
     return ops
 
 
+def _from_draft10(raw: dict[str, Any]) -> dict[str, Any]:
+    named = [op for op in PATCH_OPS if op in raw]
+    if len(named) != 1:
+        raise BadRequest("Each JSON-patch operation must name one of add, replace or remove")
+    op = named[0]
+    converted = {"op": op, "path": raw[op]}
+    unexpected = set(raw) - {op, "value"}
+    if unexpected:
+        raise BadRequest(
+            f"Unexpected keys in JSON-patch operation: {', '.join(sorted(unexpected))}"
+        )
+    if "value" in raw:
+        converted["value"] = raw["value"]
+    return converted
+
+
 def set_tags(image: Image, tags: list[str]) -> None:
     """Make the image's tags exactly `tags`, keeping rows that stay (unique per image)."""
     wanted = set(tags)
@@ -193,7 +215,7 @@ def apply_patch(image: Image, ops: list[PatchOp]) -> set[str]:
         attr = op.attr
         if attr in READ_ONLY:
             raise Forbidden(f"Attribute '{attr}' is read-only.")
-        if attr in RESERVED:
+        if is_reserved(attr):
             raise Forbidden(f"Attribute '{attr}' is reserved.")
         if attr in WRITABLE_BASE:
             if op.op == "remove":

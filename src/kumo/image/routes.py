@@ -22,7 +22,7 @@ from kumo.api.context import RequestContext, context_of
 from kumo.api.errors import Flavor
 from kumo.api.http import expect_object, read_json
 from kumo.api.parts import in_session, part_app, runtime_from
-from kumo.errors import BadRequest, RangeNotSatisfiable, UnsupportedMediaType
+from kumo.errors import BadRequest, NotFound, RangeNotSatisfiable, UnsupportedMediaType
 from kumo.image import changes, query, service
 from kumo.image.schemas import (
     image_schema,
@@ -36,6 +36,7 @@ from kumo.image.upload import BlockChannel, pump_body
 from kumo.runtime import Runtime
 
 PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
+PATCH_TYPE_DRAFT10 = "application/openstack-images-v2.0-json-patch"
 MEMBER_FIELDS = frozenset(
     {"status", "member", "member_id", "image_id", "created_at", "updated_at", "schema"}
 )
@@ -62,6 +63,11 @@ async def versions(request: Request) -> Response:
     return _versions(request, 200)
 
 
+
+
+async def no_image_id(_request: Request) -> Response:
+    """`/v2/images/` with an empty id: 404, as Glance answers (not a redirect to the list)."""
+    raise NotFound("No image found with ID ''")
 
 
 def _image_id(request: Request) -> str:
@@ -108,7 +114,9 @@ async def show_image(request: Request) -> Response:
 
 async def update_image(request: Request) -> Response:
     context_of(request)
-    ops = changes.parse_patch(await read_json(request, content_types=(PATCH_TYPE,)))
+    document = await read_json(request, content_types=(PATCH_TYPE, PATCH_TYPE_DRAFT10))
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    ops = changes.parse_patch(document, draft10=media == PATCH_TYPE_DRAFT10)
     image_id = _image_id(request)
     view = await in_session(
         request, lambda s, c: image_view(service.update_image(s, c, image_id, ops))
@@ -328,6 +336,7 @@ def build_app(runtime: Runtime) -> Starlette:
         Route("/versions", versions, methods=["GET"]),
         Route("/v2/images", list_images, methods=["GET"]),
         Route("/v2/images", create_image, methods=["POST"]),
+        Route("/v2/images/", no_image_id, methods=["GET", "DELETE", "PATCH"]),
         Route(images, show_image, methods=["GET"]),
         Route(images, update_image, methods=["PATCH"]),
         Route(images, delete_image, methods=["DELETE"]),

@@ -37,6 +37,12 @@ READ_ONLY = frozenset(
 )
 # Names Glance keeps for itself (its database columns), refused as custom properties.
 RESERVED = frozenset({"deleted", "deleted_at", "location", "locations", "owner_id"})
+# Glance keeps every property under this prefix for itself (import state, stores).
+RESERVED_PREFIX = "os_glance"
+
+
+def is_reserved(name: str) -> bool:
+    return name in RESERVED or name.startswith(RESERVED_PREFIX)
 # Fields a client sets through the API (the rest of an image record is custom properties).
 WRITABLE_BASE = frozenset(
     {

@@ -148,10 +148,13 @@ def remove_tag(session: Session, context: RequestContext, image_id: str, tag: st
 def set_active_state(
     session: Session, context: RequestContext, image_id: str, active: bool
 ) -> None:
-    """Deactivate (active -> deactivated) or reactivate; admin only, as in Glance."""
+    """Deactivate (active -> deactivated) or reactivate.
+
+    Glance's default policy (ADMIN_OR_PROJECT_MEMBER): an admin, or a member of the
+    project that owns the image.
+    """
     image = _load(session, image_id)
-    access.check_read(context, image)
-    context.require_admin()
+    access.check_modify(context, image)
     target = ACTIVE if active else DEACTIVATED
     if image.status == target:
         return
