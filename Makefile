@@ -8,8 +8,13 @@ DEB_PACKAGES := python3 python3-venv python3-dev gcc qemu-system-x86 qemu-utils 
 	fdisk mmdebstrap grub-pc-bin busybox-static dropbear-bin socat cpio zstd xz-utils \
 	ca-certificates openssh-client genisoimage
 PYTEST_ARGS ?=
+# tempest in a virtual environment of its own (`make conformance`; `make test` runs the fast selections).
+TEMPEST_VENV ?= .conformance/venv
+TEMPEST_VERSION ?= 47.0.0
+SELECTION ?= interop
+CONFORMANCE_ARGS ?=
 
-.PHONY: up test deps venv dev lint typecheck bench clean
+.PHONY: up test deps venv dev lint typecheck bench clean tempest conformance
 
 ## Debian packages kumo runs with (skipped when all are installed already).
 deps:
@@ -35,7 +40,7 @@ dev: deps $(PY)
 up: venv
 	$(VENV)/bin/kumo up
 
-test: dev
+test: dev tempest
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
@@ -47,8 +52,18 @@ lint:
 typecheck:
 	$(VENV)/bin/mypy
 
+## tempest, pinned, in its own venv (its oslo/keystoneauth pins must not meet kumo's).
+tempest: $(TEMPEST_VENV)/bin/tempest
+$(TEMPEST_VENV)/bin/tempest:
+	python3 -m venv $(TEMPEST_VENV)
+	$(TEMPEST_VENV)/bin/pip install -q tempest==$(TEMPEST_VERSION)
+
+## Run a tempest selection against a fresh kumo: make conformance SELECTION=interop|image|identity|compute|network|<regex>
+conformance: venv tempest
+	$(PY) -m kumo.conformance $(SELECTION) --tempest-venv $(TEMPEST_VENV) $(CONFORMANCE_ARGS)
+
 bench: dev
 	$(PY) bench/upload.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .conformance .pytest_cache .mypy_cache .ruff_cache

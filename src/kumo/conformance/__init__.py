@@ -1,0 +1,1 @@
+"""Conformance: run OpenStack tempest against a fresh kumo (`make conformance`)."""
