@@ -50,8 +50,10 @@ def host_label(port: PortPlan) -> str:
 
 def render_conf(network: NetworkPlan, folder: Path, dns_servers: tuple[str, ...]) -> str:
     """dnsmasq's configuration for one network (every line is a long option)."""
-    lines = [
-        f"interface={network.bridge}",
+    # Only the DHCP server's own addresses: every network's bridge also carries
+    # 169.254.169.254, which dnsmasq must leave to the metadata service.
+    lines = [f"listen-address={ip}" for _subnet, ip in network.dhcp_ips if ":" not in ip]
+    lines += [
         "bind-interfaces",
         "except-interface=lo",
         "no-hosts",
