@@ -30,6 +30,9 @@ ADMIN_PASSWORD = "test-admin-password"
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     settings = Settings(data_dir=tmp_path / "data", admin_password=ADMIN_PASSWORD)
+    # In-process API tests never start the agent's namespace; tests/network and the
+    # e2e tests build real networks on purpose.
+    settings.network.driver = "user"
     settings.host, settings.port = "testserver", 80
     settings.public_url = "http://testserver"
     return settings

@@ -9,10 +9,7 @@ real one, without booting QEMU. Tests that need a real guest live in tests/e2e.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import json
 import os
-import random
 import shutil
 import subprocess
 import uuid
@@ -27,25 +24,16 @@ from kumo.network.topology import PortPlan
 def skip_unless_root_tools() -> None:
     if os.geteuid() != 0:
         pytest.skip("building network namespaces needs root")
-    for tool in ("ip", "nft", "dnsmasq", "conntrack", "nsenter"):
+    for tool in ("ip", "nft", "dnsmasq", "conntrack", "nsenter", "nc", "ping", "curl", "busybox"):
         if shutil.which(tool) is None and shutil.which(tool, path="/usr/sbin:/sbin") is None:
             pytest.skip(f"{tool} is not installed (make deps installs it)")
 
 
 def free_external_cidr() -> str:
     """A /24 for a test's external network that no host route overlaps."""
-    text = subprocess.run(["ip", "-j", "-4", "route", "show", "table", "all"],
-                          capture_output=True, check=True).stdout
-    taken = []
-    for entry in json.loads(text or b"[]"):
-        with contextlib.suppress(ValueError):
-            if entry.get("dst") not in (None, "default"):
-                taken.append(ipaddress.ip_network(entry["dst"], strict=False))
-    for _ in range(200):
-        candidate = ipaddress.ip_network(f"198.18.{random.randrange(256)}.0/24")
-        if not any(candidate.overlaps(t) for t in taken):
-            return str(candidate)
-    raise RuntimeError("no free 198.18.x.0/24 for a test external network")
+    from kumo.network.uplink import unused_cidr
+
+    return unused_cidr()
 
 
 def new_id() -> str:

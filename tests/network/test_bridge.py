@@ -9,16 +9,22 @@ with MTU 1450 and the metadata route. Root only (CI is root).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from kumo.config import Settings
+from kumo.metadata.instance import InstanceView
+from kumo.metadata.service import MetadataService
 from kumo.network.bridge import BridgeNetworking
 from kumo.network.topology import (
     FloatingPlan,
@@ -255,3 +261,57 @@ def test_dhcp_gives_address_mtu_and_metadata_route(world: tuple[World, Guests, P
     assert "0.0.0.0/0 10.61.1.1" in lease["staticroutes"]
     assert lease["dns"] == "10.61.1.2"
     assert lease["hostname"] == "vm-13"
+
+
+class Views:
+    """An InstanceSource over the fake guests' ports: each device id is a server."""
+
+    def lookup(self, server_id: str) -> InstanceView | None:
+        return InstanceView(uuid=server_id, name="vm", hostname="vm", project_id="p",
+                            created_at=datetime.now(UTC))
+
+
+@pytest.fixture
+def metadata(world: tuple[World, Guests, Ports], tmp_path: Path
+             ) -> Iterator[MetadataService]:
+    """The real metadata service, listening on every network through the driver."""
+    w, _, ports = world
+    by_address = {(p.network_id, ip): p.device_id for p in ports.values() for ip in p.addresses}
+    service = MetadataService(Views(), tmp_path / "run", cache_seconds=0)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(service.start(), loop).result(10)
+    w.driver._metadata = lambda: service
+    w.driver._resolve = lambda network_id, ip: by_address.get((network_id, ip))
+    w.apply()
+    try:
+        yield service
+    finally:
+        w.driver._metadata = lambda: None
+        w.driver._listening.clear()
+        asyncio.run_coroutine_threadsafe(service.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
+def fetch_uuid(guest: FakeGuest) -> str:
+    out = guest.run("curl", "-sf", "-m", "3",
+                    "http://169.254.169.254/openstack/latest/meta_data.json")
+    return str(json.loads(out.stdout)["uuid"]) if out.returncode == 0 and out.stdout else ""
+
+
+def test_metadata_knows_the_guest_by_network_and_address(
+        world: tuple[World, Guests, Ports], metadata: MetadataService) -> None:
+    _w, g, ports = world
+    for name in ("g1", "g2", "g3"):
+        g[name].run("ip", "route", "add", "169.254.169.254/32", "via",
+                    ADDRESSES[name][1].rsplit(".", 1)[0] + ".2", check=True)
+    assert fetch_uuid(g["g1"]) == ports["g1"].device_id
+    assert fetch_uuid(g["g3"]) == ports["g3"].device_id
+    # g2 takes g1's address: anti-spoofing drops it, so it learns nothing of g1.
+    g["g2"].run("ip", "addr", "flush", "dev", "eth0", check=True)
+    g["g2"].configure("10.61.0.11", 24, None)
+    g["g2"].run("ip", "route", "add", "169.254.169.254/32", "via", "10.61.0.2", check=True)
+    assert fetch_uuid(g["g2"]) == ""
+    assert metadata.networks.networks()  # the listeners were opened by the driver

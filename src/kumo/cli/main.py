@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from kumo.cli import cache, flavor, image, keypair, server
+from kumo.cli import cache, flavor, image, keypair, network, server
 
 app = typer.Typer(
     name="kumo",
@@ -20,6 +20,7 @@ app.add_typer(server.app, name="server", help="Boot and manage servers (QEMU gue
 app.add_typer(keypair.app, name="keypair", help="SSH key pairs for servers.")
 app.add_typer(flavor.app, name="flavor", help="Server sizes.")
 app.add_typer(cache.app, name="cache", help="The compute node's image cache (_base).")
+app.add_typer(network.app, name="network", help="This host's network plumbing (as root).")
 
 
 @app.command()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 from kumo.compute.models import Server
@@ -55,5 +57,12 @@ def view_of(server: Server, groups: tuple[str, ...], runtime: Runtime) -> Instan
         mtu=settings.mtu,
         dns_nameservers=tuple(settings.dns_nameservers),
         http_tokens="required" if meta.get("http_tokens") == "required" else "optional",
+        vendor_data=_vendor_data(runtime, server.id),
         network_id=NETWORK_ID,
     )
+
+
+def _vendor_data(runtime: Runtime, server_id: str) -> dict[str, object]:
+    """What the network part tells cloud-init (the package proxy), if anything."""
+    agent: Any = runtime.services.get("network")
+    return agent.vendor_data(server_id) if hasattr(agent, "vendor_data") else {}

@@ -40,7 +40,7 @@ from kumo.compute.servers import finish_action, record_action, set_fault
 from kumo.db.base import utcnow
 from kumo.db.engine import session_scope
 from kumo.errors import KumoError, ServiceUnavailable
-from kumo.hypervisor.driver import GuestSpec, GuestState, GuestStatus, Hypervisor
+from kumo.hypervisor.driver import GuestSpec, GuestState, GuestStatus, Hypervisor, Nic
 from kumo.network import secgroups
 from kumo.runtime import Runtime
 
@@ -197,12 +197,24 @@ class ComputeService:
                 if view is None:
                     raise KumoError(f"server {server.id} vanished while building its config drive")
                 build_config_drive(view, drive)
+        netns, nics = self._plug(server.id)
         return GuestSpec(
             server_id=server.id, name=server.name, image_id=server.image_id, vcpus=server.vcpus,
             memory_mb=server.memory_mb, root_gb=server.root_gb, forwards=forwards,
-            config_drive=drive, metadata_socket=socket_path,
+            config_drive=drive, metadata_socket=socket_path if netns is None else None,
             allow_outbound=self.runtime.settings.compute.allow_guest_outbound,
+            nics=nics, netns=netns,
         )
+
+    def _plug(self, server_id: str) -> tuple[str | None, tuple[Nic, ...]]:
+        """The server's NICs on real networks (taps built first), or none (user mode)."""
+        agent: Any = self.runtime.services.get("network")
+        return agent.plug(server_id) if hasattr(agent, "plug") else (None, ())
+
+    def _port_status(self, server_id: str, status: str) -> None:
+        agent: Any = self.runtime.services.get("network")
+        if hasattr(agent, "set_port_status"):
+            agent.set_port_status(server_id, status)
 
     def _update(self, server_id: str, change: Callable[[Server], None]) -> Server | None:
         with session_scope(self.runtime.sessions) as session:
@@ -255,6 +267,7 @@ class ComputeService:
             s.launched_at = utcnow()
 
         self._update(server_id, done)
+        self._port_status(server_id, "ACTIVE")
         self._finish(server_id, "create")
 
     def _finish(self, server_id: str, action: str) -> None:
@@ -268,6 +281,7 @@ class ComputeService:
             self._fail(server_id, "stop", exc, to_error=False)
             return
         self._update(server_id, _stopped)
+        self._port_status(server_id, "DOWN")
         self._finish(server_id, "stop")
 
     def _start(self, server_id: str) -> None:
@@ -280,6 +294,7 @@ class ComputeService:
             self._fail(server_id, "start", exc, to_error=False)
             return
         self._update(server_id, lambda s: self._running(s, status))
+        self._port_status(server_id, "ACTIVE")
         self._finish(server_id, "start")
 
     def _reboot(self, server_id: str, hard: bool) -> None:

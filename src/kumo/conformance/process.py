@@ -33,9 +33,22 @@ class KumoProcess:
 
 
 def start_kumo(data_dir: Path, extra_args: tuple[str, ...] = (),
-               ready_timeout: float = 60) -> KumoProcess:
-    """Start `kumo up` on a free 127.0.0.1 port and wait until /healthcheck answers."""
+               ready_timeout: float = 60, *, network: str = "user") -> KumoProcess:
+    """Start `kumo up` on a free 127.0.0.1 port and wait until /healthcheck answers.
+
+    `network` is `[network] driver` (written to DATA/kumo.conf unless one is there);
+    with `bridge` this kumo gets an external network of its own, so it never meets
+    another kumo's on this host.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
+    conf = data_dir / "kumo.conf"
+    if not conf.exists():
+        lines = ["[network]", f"driver = {network}"]
+        if network == "bridge":
+            from kumo.network.uplink import unused_cidr
+
+            lines.append(f"external_cidr = {unused_cidr()}")
+        conf.write_text("\n".join(lines) + "\n")
     (data_dir.parent / "home").mkdir(exist_ok=True)
     log = data_dir.parent / f"kumo-{int(time.time() * 1000)}.log"
     kumo = Path(sys.executable).with_name("kumo")
@@ -71,8 +84,14 @@ def start_kumo(data_dir: Path, extra_args: tuple[str, ...] = (),
                        password=password.group(1), process=process, log=log)
 
 
-def stop_kumo(kumo: KumoProcess) -> None:
+def stop_kumo(kumo: KumoProcess, *, cleanup: bool = True) -> None:
+    """Stop `kumo up`; then (`cleanup`, as root) remove its network plumbing with
+    `kumo network cleanup`, the command a user runs."""
     stop_kumo_process(kumo.process)
+    if cleanup and os.geteuid() == 0:
+        kumo_cli = Path(sys.executable).with_name("kumo")
+        subprocess.run([str(kumo_cli), "network", "cleanup", "--force", "--data-dir",
+                        str(kumo.data_dir)], capture_output=True, timeout=60, check=False)
 
 
 def stop_kumo_process(process: subprocess.Popen[str]) -> None:

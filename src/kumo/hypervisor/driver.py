@@ -23,6 +23,16 @@ class PortForward:
 
 
 @dataclass(frozen=True)
+class Nic:
+    """A guest NIC on a real network: a tap the network part made, inside `netns`."""
+
+    port_id: str
+    mac: str
+    tap: str
+    mtu: int
+
+
+@dataclass(frozen=True)
 class GuestSpec:
     """Everything needed to start (or restart) one server on this host."""
 
@@ -36,6 +46,10 @@ class GuestSpec:
     config_drive: Path | None = None  # an ISO (label config-2) built by `metadata`
     metadata_socket: Path | None = None  # unix socket of this server's metadata channel
     allow_outbound: bool = False
+    # Real networks: the NICs (in order) and the namespace their taps live in. With
+    # `netns` unset the guest gets QEMU user-mode networking instead.
+    nics: tuple[Nic, ...] = ()
+    netns: str | None = None
 
 
 class GuestState(Enum):

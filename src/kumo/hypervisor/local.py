@@ -201,7 +201,7 @@ class LocalHypervisor:
         log_size = (folder / qemu.STDERR_LOG).stat().st_size if (
             folder / qemu.STDERR_LOG).exists() else 0
         try:
-            proc = qemu.launch(args, folder)
+            proc = qemu.launch(args, folder, spec.netns)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise InsufficientStorage(f"disk full: {exc}") from None

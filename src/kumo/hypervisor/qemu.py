@@ -25,6 +25,7 @@ PACKAGE = "qemu-system-x86"
 METADATA_ADDRESS = "169.254.169.254"
 GUEST_NET = "169.254.0.0/16"
 GUEST_MAC = "52:54:00:12:34:56"
+VHOST_NET = "/dev/vhost-net"
 
 # Names of the files in a guest's folder.
 DISK = "disk"
@@ -82,6 +83,24 @@ def netdev(spec: GuestSpec) -> str:
     return ",".join(parts)
 
 
+def nic_args(spec: GuestSpec) -> list[str]:
+    """The guest's NICs: taps on real networks, or one QEMU user-mode network.
+
+    A tap is opened by name (the network part created it, persistent, in kumo's
+    namespace, where QEMU runs); `host_mtu` also tells a virtio driver the MTU.
+    """
+    if spec.netns is None:
+        return ["-netdev", netdev(spec),
+                "-device", f"virtio-net-pci,netdev=n0,mac={mac_address(spec.server_id)}"]
+    args: list[str] = []
+    vhost = "on" if os.path.exists(VHOST_NET) else "off"
+    for index, nic in enumerate(spec.nics):
+        args += ["-netdev", f"tap,id=n{index},ifname={_opt(nic.tap)},script=no,downscript=no,"
+                            f"vhost={vhost}",
+                 "-device", f"virtio-net-pci,netdev=n{index},mac={nic.mac},host_mtu={nic.mtu}"]
+    return args
+
+
 def build_args(
     spec: GuestSpec,
     accel: Accel,
@@ -119,8 +138,7 @@ def build_args(
         "-pidfile", PID_FILE,
         "-drive", f"file={DISK},if=none,id=root,format={disk_format},cache=writeback,discard=unmap",
         "-device", "virtio-blk-pci,drive=root,bootindex=0",
-        "-netdev", netdev(spec),
-        "-device", f"virtio-net-pci,netdev=n0,mac={mac_address(uuid)}",
+        *nic_args(spec),
         "-device", "virtio-rng-pci",
     ]
     if spec.config_drive is not None:
@@ -143,16 +161,20 @@ class QemuProcess:
         return self.popen.poll() if self.popen is not None else None
 
 
-def launch(args: Sequence[str], folder: Path) -> QemuProcess:
+def launch(args: Sequence[str], folder: Path, netns: str | None = None) -> QemuProcess:
     """Start QEMU in `folder`, its stderr appended to `folder/qemu.log`, in its own session.
 
     Its own session: a Ctrl-C or SIGTERM to kumo does not reach the guests, which keep
-    running and are adopted when kumo starts again.
+    running and are adopted when kumo starts again. With `netns`, QEMU runs in that
+    network namespace (nsenter execs it, so the pid stays QEMU's), where its taps are.
     """
     binary = require(args[0], PACKAGE)
+    argv = [binary, *args[1:]]
+    if netns is not None:
+        argv = [require("nsenter", "util-linux"), f"--net=/run/netns/{netns}", "--", *argv]
     with open(folder / STDERR_LOG, "ab") as stderr:
         popen = subprocess.Popen(
-            [binary, *args[1:]],
+            argv,
             cwd=folder,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

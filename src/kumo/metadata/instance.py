@@ -43,6 +43,8 @@ class InstanceView:
     # Added by `metadata` (all optional): what network_data.json and the EC2 tree name.
     network_id: str = ""  # the network the server's port is on (network_data.json)
     port_id: str = ""  # the port (Neutron's vif_id); default: derived from uuid
+    # vendor_data.json (nova's StaticJSON provider): e.g. cloud-init's apt proxy.
+    vendor_data: dict[str, object] = field(default_factory=dict)
     kernel_id: str = ""  # EC2 kernel-id / ramdisk-id appear only when set
     ramdisk_id: str = ""
 

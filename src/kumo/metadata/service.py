@@ -34,6 +34,7 @@ from kumo.errors import BadRequest, NotFound
 from kumo.metadata import imds
 from kumo.metadata.http import Limits, Request, Response, error_response, serve_connection
 from kumo.metadata.instance import InstanceSource, InstanceView
+from kumo.metadata.networks import NetworkListeners
 from kumo.metadata.trees import Defaults, Document, lookup, normalize
 
 log = logging.getLogger("kumo.metadata")
@@ -41,6 +42,7 @@ log = logging.getLogger("kumo.metadata")
 _SERVER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path minus the terminating NUL
 _MAX_CONNECTIONS_PER_CHANNEL = 64  # one guest cannot starve the others
+_CACHE_PRUNE_AT = 4096  # entries; expired ones are dropped when the cache reaches it
 
 
 @dataclass
@@ -101,6 +103,8 @@ class MetadataService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cache: dict[str, _Entry] = {}
         self._pending: dict[str, asyncio.Future[InstanceView | None]] = {}
+        # Real networks: one listener per network inside kumo's namespace.
+        self.networks = NetworkListeners(self.respond, limits)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -117,6 +121,7 @@ class MetadataService:
         adopt = self._adopt() if callable(self._adopt) else self._adopt
         for server_id in adopt:
             self.open_channel(server_id)
+        await self.networks.start()
 
     async def stop(self) -> None:
         """Close every channel and connection; sockets files are removed."""
@@ -129,7 +134,7 @@ class MetadataService:
             self._unlink(channel.path)
             self._shutdown(channel)
         self._cache.clear()
-        await asyncio.sleep(0)
+        await self.networks.stop()
 
     # -- channels (callable from any thread) -------------------------------
 
@@ -163,6 +168,14 @@ class MetadataService:
             channel.sock.close()
         if loop is not None:
             self._call_in_loop(loop, self._cache.pop, server_id, None)
+
+    def open_network(self, network_id: str, sock: socket.socket,
+                     resolve: Callable[[str], str | None]) -> None:
+        """Answer guests on a real network (any thread); see `kumo.metadata.networks`."""
+        self.networks.open_network(network_id, sock, resolve)
+
+    def close_network(self, network_id: str) -> None:
+        self.networks.close_network(network_id)
 
     def invalidate(self, server_id: str) -> None:
         """Forget the cached view, e.g. after `server set --property` (any thread)."""
@@ -277,8 +290,12 @@ class MetadataService:
             ttl = self.cache_seconds if found is not None else min(1.0, self.cache_seconds)
             entry = _Entry(time.monotonic() + ttl, found)
             with self._lock:
-                still_open = server_id in self._channels
+                # Guests on real networks have no channel: their entries expire instead.
+                still_open = server_id in self._channels or bool(self.networks.networks())
             if still_open:
+                if len(self._cache) >= _CACHE_PRUNE_AT:
+                    now = time.monotonic()
+                    self._cache = {k: v for k, v in self._cache.items() if v.expires > now}
                 self._cache[server_id] = entry
             return entry
         found = await asyncio.shield(pending)

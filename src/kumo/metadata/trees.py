@@ -240,7 +240,7 @@ def openstack_document(
     if name == "password" and _at_least(GRIZZLY, version, OPENSTACK_VERSIONS):
         return Document(b"", TEXT)  # no password was ever posted
     if name == "vendor_data.json" and _at_least(HAVANA, version, OPENSTACK_VERSIONS):
-        return _json({})
+        return _json(view.vendor_data)
     if name == "vendor_data2.json" and _at_least(NEWTON_TWO, version, OPENSTACK_VERSIONS):
         return _json({"static": {}})  # nova's default provider (StaticJSON) with no file
     raise NotFound(f"no {name!r} in OpenStack metadata version {version}")

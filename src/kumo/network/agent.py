@@ -13,12 +13,18 @@ pass after a crash, a restart or a hand-deleted bridge puts everything back.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+from functools import partial
 from typing import Any, Protocol
 
+from sqlalchemy import select
+
 from kumo.db.engine import session_scope
-from kumo.errors import ServiceUnavailable
-from kumo.network.topology import Topology, snapshot
+from kumo.errors import ServiceUnavailable, ToolMissing
+from kumo.hypervisor.driver import Nic
+from kumo.network.models import DEVICE_OWNER_DHCP, IPAllocation, Network, Port
+from kumo.network.topology import Topology, snapshot, tap_name
 from kumo.runtime import Runtime
 
 log = logging.getLogger("kumo.network")
@@ -61,8 +67,10 @@ class UserNetworking:
 class NetworkAgent:
     """Registered as runtime.services["network"]; `kumo up` calls start() and stop()."""
 
-    def __init__(self, runtime: Runtime, driver: NetworkDriver | None = None) -> None:
+    def __init__(self, runtime: Runtime, driver: NetworkDriver | None = None,
+                 host: str | None = None) -> None:
         self.runtime = runtime
+        self.host = host or socket.gethostname()
         self.driver: NetworkDriver = driver or UserNetworking()
         self._cond = threading.Condition()
         self._wanted = 0  # generation asked for by changed()
@@ -118,6 +126,71 @@ class NetworkAgent:
             topology = snapshot(session, self.runtime.settings)
         self.driver.apply(topology)
 
+    @property
+    def namespace(self) -> str | None:
+        """The network namespace guests' taps live in (None: user-mode networking)."""
+        ns = getattr(self.driver, "ns", None)
+        return str(ns.name) if ns is not None else None
+
+    def plug(self, server_id: str) -> tuple[str | None, tuple[Nic, ...]]:
+        """Bind the server's ports to this host and build their taps; what QEMU needs.
+
+        Returns the namespace and the NICs in the order the server's ports were made
+        (its first network is eth0). With user-mode networking: (None, ()).
+        """
+        netns = self.namespace
+        if netns is None:
+            return None, ()
+        with session_scope(self.runtime.sessions) as session:
+            rows = session.execute(
+                select(Port, Network.mtu).join(Network, Network.id == Port.network_id)
+                .where(Port.device_id == server_id, Port.device_owner.like("compute:%"))
+                .order_by(Port.created_at, Port.id)).all()
+            for port, _mtu in rows:
+                if port.host_id != self.host:
+                    port.host_id = self.host
+            nics = tuple(Nic(port_id=port.id, mac=port.mac_address, tap=tap_name(port.id),
+                             mtu=mtu) for port, mtu in rows)
+        self.resync()  # the taps must exist before QEMU opens them
+        return netns, nics
+
+    def set_port_status(self, server_id: str, status: str) -> None:
+        """ACTIVE when the server's guest runs, DOWN when it does not (Neutron's port status)."""
+        with session_scope(self.runtime.sessions) as session:
+            for port in session.scalars(select(Port).where(
+                    Port.device_id == server_id, Port.device_owner.like("compute:%"))):
+                port.status = status
+
+    def server_at(self, network_id: str, address: str) -> str | None:
+        """The server whose port on `network_id` has `address` (the metadata service asks)."""
+        with session_scope(self.runtime.sessions) as session:
+            found = session.scalar(
+                select(Port.device_id).join(IPAllocation, IPAllocation.port_id == Port.id)
+                .where(IPAllocation.network_id == network_id,
+                       IPAllocation.ip_address == address,
+                       Port.device_owner.like("compute:%")))
+            return found or None
+
+    def vendor_data(self, server_id: str) -> dict[str, object]:
+        """cloud-init's apt proxy: the package proxy at the server's first network's DHCP
+        address (vendor_data.json, as nova's StaticJSON provider would carry it)."""
+        settings = self.runtime.settings.network
+        if self.namespace is None or not settings.package_proxy:
+            return {}
+        with session_scope(self.runtime.sessions) as session:
+            first = session.scalar(select(Port.network_id).where(
+                Port.device_id == server_id, Port.device_owner.like("compute:%"))
+                .order_by(Port.created_at, Port.id).limit(1))
+            if first is None:
+                return {}
+            address = session.scalar(
+                select(IPAllocation.ip_address).join(Port, Port.id == IPAllocation.port_id)
+                .where(Port.network_id == first, Port.device_owner == DEVICE_OWNER_DHCP))
+        if address is None:
+            return {}
+        proxy = f"http://{address}:{settings.package_proxy_port}"
+        return {"cloud-init": f"#cloud-config\napt:\n  http_proxy: {proxy}\n"}
+
     def wait_synced(self, timeout: float = 10.0) -> bool:
         """Block until every change asked for so far is applied (tests, shutdown)."""
         with self._cond:
@@ -137,5 +210,39 @@ def register(runtime: Runtime) -> NetworkAgent:
     agent = runtime.services.get("network")
     if not isinstance(agent, NetworkAgent):
         agent = NetworkAgent(runtime)
+        agent.driver = build_driver(runtime, agent)
         runtime.services["network"] = agent
     return agent
+
+
+def build_driver(runtime: Runtime, agent: NetworkAgent) -> NetworkDriver:
+    """The driver `[network] driver` asks for; `auto` falls back to user mode, saying why."""
+    from kumo.config import ConfigError
+    from kumo.network.netns import can_create_namespaces
+
+    choice = runtime.settings.network.driver
+    if choice == "user":
+        log.info("network: QEMU user-mode networking ([network] driver = user)")
+        return UserNetworking()
+    why = can_create_namespaces()
+    if why is None:
+        try:
+            from kumo.network.bridge import BridgeNetworking, check_tools
+
+            check_tools(runtime.settings)
+        except ToolMissing as exc:
+            why = exc.message
+    if why is not None:
+        if choice == "bridge":
+            raise ConfigError(f"[network] driver = bridge, but {why}")
+        log.warning("network: %s, so guests get QEMU user-mode networking (no real networks, "
+                    "no floating IPs; SSH through 127.0.0.1 forwards)", why)
+        return UserNetworking()
+    return BridgeNetworking(
+        runtime.settings, agent.host,
+        metadata=lambda: runtime.services.get("metadata"),
+        resolve=partial(_server_at, agent))
+
+
+def _server_at(agent: NetworkAgent, network_id: str, address: str) -> str | None:
+    return agent.server_at(network_id, address)

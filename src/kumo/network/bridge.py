@@ -83,9 +83,7 @@ class BridgeNetworking:
 
     def setup(self) -> None:
         """The namespace, its kernel settings, the uplink, and the way out if needed."""
-        for program, package in (("dnsmasq", DNSMASQ_PACKAGE), ("nft", firewall.NFT_PACKAGE),
-                                 ("conntrack", CONNTRACK_PACKAGE)):
-            require(program, package)
+        check_tools(self.settings)
         RUN_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
         self.run_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
         (self.run_dir / "dhcp").mkdir(mode=0o755, exist_ok=True)
@@ -246,6 +244,18 @@ class BridgeNetworking:
         self.ns.delete()
         self.uplink.remove()
         shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def check_tools(settings: Settings) -> None:
+    """ToolMissing, naming the Debian package, for the first program the driver lacks."""
+    needed = [("dnsmasq", DNSMASQ_PACKAGE), ("nft", firewall.NFT_PACKAGE),
+              ("conntrack", CONNTRACK_PACKAGE)]
+    if settings.network.package_proxy or settings.compute.allow_guest_outbound:
+        needed.append(("pasta", "passt"))
+    if settings.network.package_proxy:
+        needed.append(("apt-cacher-ng", "apt-cacher-ng"))
+    for program, package in needed:
+        require(program, package)
 
 
 def _metadata_socket(bridge: str) -> socket.socket:

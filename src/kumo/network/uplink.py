@@ -19,6 +19,7 @@ import ipaddress
 import json
 import logging
 import os
+import random
 import signal
 import time
 from pathlib import Path
@@ -57,6 +58,19 @@ def overlapping_host_route(cidr: str, *, own_link: str | None = None) -> str | N
         if route.overlaps(net):
             return f"{route} dev {dev}"
     return None
+
+
+def unused_cidr(base: str = "198.18.0.0/15", prefixlen: int = 24) -> str:
+    """A subnet of `base` that no host route overlaps (for a second kumo on one host:
+    each needs an external network of its own, tests and the conformance run too)."""
+    routes = [route for route, _dev in host_routes()]
+    candidates: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = list(
+        ipaddress.ip_network(base).subnets(new_prefix=prefixlen))
+    random.shuffle(candidates)  # two kumos starting at once rarely pick the same one
+    for candidate in candidates:
+        if not any(route.overlaps(candidate) for route in routes):
+            return str(candidate)
+    raise BadRequest(f"every /{prefixlen} of {base} overlaps a route of this host")
 
 
 class Uplink:
