@@ -315,3 +315,17 @@ def test_metadata_knows_the_guest_by_network_and_address(
     g["g2"].run("ip", "route", "add", "169.254.169.254/32", "via", "10.61.0.2", check=True)
     assert fetch_uuid(g["g2"]) == ""
     assert metadata.networks.networks()  # the listeners were opened by the driver
+
+
+def test_guests_reach_nothing_outside_the_cloud(world: tuple[World, Guests, Ports]) -> None:
+    w, g, _ = world
+    group = w.topology.groups[0].id
+    w.set_rules(group, EGRESS_ALL, rule("ingress", protocol=1))
+    ext = next(n for n in w.topology.networks if n.external)
+    host_address = str(next(ipaddress.ip_network(ext.subnets[0].cidr).hosts()))
+    router_gateway = w.topology.routers[0].gateway
+    assert router_gateway is not None
+    assert g["g1"].ping("10.61.0.1")  # its own router answers
+    assert not g["g1"].ping(host_address)  # the host's end of the uplink does not
+    assert not g["g1"].tcp(host_address, 22, timeout=1)
+    assert not g["g1"].ping("192.0.2.1")
