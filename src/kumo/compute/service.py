@@ -357,6 +357,9 @@ class ComputeService:
         self._finish(server_id, "createImage")
 
     def _refresh_forwards(self, server_id: str) -> None:
+        agent: Any = self.runtime.services.get("network")
+        if getattr(agent, "namespace", None) is not None:
+            return  # real networks: nftables applies the rules, there are no forwards
         with session_scope(self.runtime.sessions) as session:
             server = session.get(Server, server_id)
             if server is None or server.vm_state != ACTIVE or server.power_state != RUNNING:
