@@ -14,17 +14,16 @@ guests keep their leases while kumo restarts; a pass adopts it by its pid file.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import logging
 import os
 import re
 import shutil
 import signal
-import time
 from pathlib import Path
 
 from kumo.errors import ToolError
+from kumo.network.daemons import Daemon
 from kumo.network.netns import Namespace
 from kumo.network.topology import NetworkPlan, PortPlan
 from kumo.process import require
@@ -103,16 +102,11 @@ class Dnsmasq:
     def __init__(self, ns: Namespace, run_dir: Path, network_id: str) -> None:
         self.ns = ns
         self.folder = run_dir / network_id
+        self.daemon = Daemon(DNSMASQ, self.folder / "pid", str(self.folder / "dnsmasq.conf"))
 
     def pid(self) -> int | None:
-        """The pid of this network's running dnsmasq (checked against /proc), or None."""
-        try:
-            pid = int((self.folder / "pid").read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return None
-        conf = str(self.folder / "dnsmasq.conf").encode()
-        return pid if b"dnsmasq" in cmdline and conf in cmdline else None
+        """The pid of this network's running dnsmasq, or None."""
+        return self.daemon.pid()
 
     def sync(self, network: NetworkPlan, ports: list[PortPlan],
              dns_servers: tuple[str, ...]) -> None:
@@ -124,13 +118,11 @@ class Dnsmasq:
         conf = render_conf(network, self.folder, dns_servers)
         conf_changed = _write_if_changed(self.folder / "dnsmasq.conf", conf)
         hosts_changed = self._write_hosts(hosts, network, ports)
-        pid = self.pid()
-        if pid is not None and not conf_changed:
+        if self.pid() is not None and not conf_changed:
             if hosts_changed:
-                os.kill(pid, signal.SIGHUP)
+                self.daemon.signal(signal.SIGHUP)
             return
-        if pid is not None:
-            self.stop()
+        self.stop()
         self._start()
 
     def _write_hosts(self, hosts: Path, network: NetworkPlan, ports: list[PortPlan]) -> bool:
@@ -162,23 +154,12 @@ class Dnsmasq:
         except ToolError as exc:
             raise ToolError(DNSMASQ, f"could not start for network {self.folder.name}: "
                                      f"{exc.message}") from None
-        deadline = time.monotonic() + 5
-        while self.pid() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if self.pid() is None:
-            raise ToolError(DNSMASQ, f"did not start for network {self.folder.name}; "
-                                     f"see {self.folder / 'dnsmasq.log'}")
+        self.daemon.wait_started(f"network {self.folder.name}: see {self.folder}/dnsmasq.log",
+                                 timeout=5)
 
     def stop(self) -> None:
         """Stop this network's dnsmasq (our own process, by its pid file)."""
-        pid = self.pid()
-        if pid is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        self.daemon.stop()
 
     def remove(self) -> None:
         self.stop()

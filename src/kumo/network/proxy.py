@@ -12,16 +12,13 @@ downloads leave the namespace through pasta (see `uplink`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import re
-import signal
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from kumo.errors import ToolError
+from kumo.network.daemons import Daemon
 from kumo.network.netns import Namespace
 from kumo.process import require
 
@@ -91,6 +88,7 @@ class PackageProxy:
         self.ns = ns
         self.folder = run_dir / "proxy"
         self.cache_dir = cache_dir
+        self.daemon = Daemon(PROGRAM, self.folder / "pid", str(self.folder))
 
     @property
     def log_file(self) -> Path:
@@ -98,13 +96,7 @@ class PackageProxy:
         return self.folder / "log" / "apt-cacher.log"
 
     def pid(self) -> int | None:
-        try:
-            pid = int((self.folder / "pid").read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return None
-        return pid if PROGRAM.encode() in cmdline and str(self.folder).encode() in cmdline \
-            else None
+        return self.daemon.pid()
 
     def ensure(self, *, port: int, max_rate: int, mirrors: list[str]) -> None:
         """Write its configuration and (re)start it when that changed or it is not running."""
@@ -126,21 +118,10 @@ class PackageProxy:
                         package=PACKAGE, timeout=30)
         except ToolError as exc:
             raise ToolError(PROGRAM, f"the package proxy did not start: {exc.message}") from None
-        deadline = time.monotonic() + 10
-        while self.pid() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if self.pid() is None:
-            raise ToolError(PROGRAM, f"the package proxy did not start; see {self.folder}/log")
+        self.daemon.wait_started(f"see {self.folder}/log")
         log.info("network: package proxy apt-cacher-ng on port %s (pid %s), mirrors: %s%s",
                  port, self.pid(), ", ".join(mirrors) or "none",
                  f", limited to {max_rate} KiB/s" if max_rate else "")
 
     def stop(self) -> None:
-        pid = self.pid()
-        if pid is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        self.daemon.stop()

@@ -18,13 +18,11 @@ import contextlib
 import ipaddress
 import json
 import logging
-import os
 import random
-import signal
-import time
 from pathlib import Path
 
 from kumo.errors import BadRequest, ToolError
+from kumo.network.daemons import Daemon
 from kumo.network.netns import IPROUTE2, Namespace
 from kumo.process import require, run
 
@@ -120,14 +118,10 @@ class Egress:
     def __init__(self, ns: Namespace, run_dir: Path) -> None:
         self.ns = ns
         self.pid_file = run_dir / "pasta.pid"
+        self.daemon = Daemon(PASTA, self.pid_file, str(ns.path))
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return None
-        return pid if b"pasta" in cmdline and str(self.ns.path).encode() in cmdline else None
+        return self.daemon.pid()
 
     def ensure(self) -> None:
         if self.pid() is not None:
@@ -142,17 +136,9 @@ class Egress:
                      "-t", "none", "-u", "none", "-T", "none", "-U", "none",
                      "-I", EGRESS_LINK, "--netns", str(self.ns.path),
                      "-P", str(self.pid_file)], package=PASTA_PACKAGE, timeout=30)
-        deadline = time.monotonic() + 5
-        while self.pid() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if self.pid() is None:
-            raise ToolError(PASTA, "did not start (no pid file)")
-        log.info("network: outbound for the namespace's programs through pasta (pid %s)",
-                 self.pid())
+        pid = self.daemon.wait_started("no pid file", timeout=5)
+        log.info("network: outbound for the namespace's programs through pasta (pid %s)", pid)
 
     def stop(self) -> None:
-        pid = self.pid()
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+        self.daemon.stop()
         self.pid_file.unlink(missing_ok=True)
