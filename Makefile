@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEB_PACKAGES := python3 python3-venv python3-dev gcc qemu-system-x86 qemu-utils e2fsprogs \
 	fdisk mmdebstrap grub-pc-bin busybox-static dropbear-bin socat cpio zstd xz-utils \
-	ca-certificates openssh-client genisoimage \
+	ca-certificates openssh-client genisoimage postgresql-15 \
 	dnsmasq-base nftables conntrack passt apt-cacher-ng iproute2 iputils-ping netcat-openbsd curl
 PYTEST_ARGS ?=
 # tempest in a virtual environment of its own (`make conformance`; `make test` runs the fast selections).
@@ -41,10 +41,13 @@ dev: deps $(PY)
 up: venv
 	$(VENV)/bin/kumo up
 
+## The suite on SQLite, then once more on a throw-away PostgreSQL cluster for the tests
+## that use a database (unit and API; tests/postgres.py starts and removes the cluster).
 test: dev tempest
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q --database=postgresql -m "not e2e and not guest and not slow"
 
 lint:
 	$(VENV)/bin/ruff check src tests bench

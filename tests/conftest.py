@@ -22,14 +22,15 @@ from kumo.db.engine import session_scope
 from kumo.runtime import Runtime
 from kumo.server import prepare
 
-pytest_plugins = ["tests.guests"]
+pytest_plugins = ["tests.guests", "tests.postgres"]
 
 ADMIN_PASSWORD = "test-admin-password"
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    settings = Settings(data_dir=tmp_path / "data", admin_password=ADMIN_PASSWORD)
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    settings = Settings(data_dir=tmp_path / "data", admin_password=ADMIN_PASSWORD,
+                        database_url=database_url)
     # In-process API tests never start the agent's namespace; tests/network and the
     # e2e tests build real networks on purpose.
     settings.network.driver = "user"

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import socket
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import select
 
 from kumo.config import Settings
+from kumo.db.engine import session_scope
+from kumo.identity.models import User
 from kumo.runtime import Runtime
 from kumo.server import (
     CloudsYamlError,
@@ -133,3 +137,30 @@ def test_lifespan_without_merge_leaves_home_alone(
     asyncio.run(run())
     assert (runtime.settings.data_dir / "clouds.yaml").exists()
     assert not (tmp_path / "home").exists()
+
+
+def test_a_second_process_on_the_database_shares_keys_and_the_admin_password(
+    runtime: Runtime, settings: Settings, tmp_path: Path
+) -> None:
+    """Another API process (or this one restarted): IMDSv2 tokens and Keystone tokens
+    minted before still validate, and the admin logs in with the same password."""
+    from kumo.identity import tokens
+    from kumo.server import prepare
+
+    imds_token = runtime.services["metadata"].tokens.issue("server-a", 600)
+    with session_scope(runtime.sessions) as session:
+        admin = session.scalar(select(User).where(User.name == "admin"))
+        assert admin is not None
+        keystone, _ = tokens.issue(session, admin.id, admin.default_project_id or "")
+    other = replace(settings, admin_password="")
+    if runtime.engine.dialect.name == "postgresql":
+        other.data_dir = tmp_path / "another-host"  # its own data dir, the same database
+    second, password = prepare(other)
+    try:
+        assert second.services["metadata"].tokens.valid("server-a", imds_token)
+        with session_scope(second.sessions) as session:
+            assert tokens.decode(session, keystone).user_id == admin.id
+        if runtime.engine.dialect.name == "postgresql":
+            assert password == settings.admin_password
+    finally:
+        second.engine.dispose()

@@ -14,10 +14,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kumo.config import Settings
 from kumo.db.engine import make_engine
+from kumo.db.locks import held
 from kumo.db.migrate import upgrade
 
 if TYPE_CHECKING:
     from kumo.store.base import ImageStore
+
+
+# Held while a process migrates the database and seeds what must exist once (the
+# admin, roles, default flavors): API processes and agents may start together.
+STARTUP_LOCK = "kumo-startup"
 
 
 @dataclass
@@ -38,7 +44,8 @@ def build_runtime(settings: Settings) -> Runtime:
     for folder in (settings.data_dir, settings.images_dir, settings.run_dir):
         folder.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.db_url)
-    upgrade(engine)
+    with held(engine, STARTUP_LOCK):  # two processes starting at once migrate once
+        upgrade(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
     return Runtime(
         settings=settings,

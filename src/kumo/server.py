@@ -12,14 +12,18 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy.exc
 import uvicorn
 import yaml
+from sqlalchemy.orm import Session
 
 from kumo.config import Settings, load_settings
-from kumo.db.engine import session_scope
-from kumo.runtime import Runtime, build_runtime
+from kumo.db.engine import DatabaseURLError, session_scope, sqlalchemy_url
+from kumo.db.locks import held
+from kumo.runtime import STARTUP_LOCK, Runtime, build_runtime
 
 log = logging.getLogger("kumo")
+ADMIN_PASSWORD_KEY = "admin_password"
 
 
 def admin_password(settings: Settings) -> str:
@@ -34,6 +38,25 @@ def admin_password(settings: Settings) -> str:
     password = generate_password()
     write_private(path, password + "\n")
     return password
+
+
+def shared_admin_password(session: Session, settings: Settings) -> str:
+    """The admin password every API process agrees on.
+
+    On SQLite (one process) it is `admin_password()`. On PostgreSQL several processes
+    with their own data directories bootstrap the same admin: the password is kept
+    in the database (beside the token key, which is worth as much), set from
+    `admin_password` when a process is configured with one, else generated once.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return admin_password(settings)
+    from kumo.identity.bootstrap import generate_password
+    from kumo.identity.keys import shared_key, update_key
+
+    if settings.admin_password:
+        update_key(session, ADMIN_PASSWORD_KEY, settings.admin_password)
+        return settings.admin_password
+    return shared_key(session, ADMIN_PASSWORD_KEY, generate_password)
 
 
 def write_private(path: Path, text: str) -> None:
@@ -114,15 +137,16 @@ def prepare(settings: Settings) -> tuple[Runtime, str]:
     from kumo.image.recovery import recover
 
     runtime = build_runtime(settings)
-    password = admin_password(settings)
-    with session_scope(runtime.sessions) as session:
-        bootstrap(session, password)
-    recover(runtime)
-    from kumo.compute.service import register as register_compute
-    from kumo.network.agent import register as register_network
+    with held(runtime.engine, STARTUP_LOCK):
+        with session_scope(runtime.sessions) as session:
+            password = shared_admin_password(session, settings)
+            bootstrap(session, password)
+        recover(runtime)
+        from kumo.compute.service import register as register_compute
+        from kumo.network.agent import register as register_network
 
-    register_network(runtime)
-    register_compute(runtime)
+        register_network(runtime)
+        register_compute(runtime)
     return runtime, password
 
 
@@ -147,6 +171,7 @@ def serve(
     port: int | None,
     config_file: Path | None,
     merge_user_clouds: bool,
+    database: str | None = None,
 ) -> None:
     from kumo.api.app import create_app
     from kumo.config import ConfigError
@@ -160,6 +185,11 @@ def serve(
         raise SystemExit(f"kumo: {exc}") from None
     settings.host = host or settings.host
     settings.port = settings.port if port is None else port
+    settings.database_url = database or settings.database_url
+    try:
+        sqlalchemy_url(settings.db_url)
+    except DatabaseURLError as exc:
+        raise SystemExit(f"kumo: --database: {exc}") from None
     if not 0 <= settings.port <= 65535:
         raise SystemExit(f"kumo: port {settings.port} is not between 0 and 65535")
     sock = bind(settings.host, settings.port)
@@ -169,6 +199,9 @@ def serve(
     except OSError as exc:
         sock.close()
         raise SystemExit(f"kumo: cannot use data directory {settings.data_dir}: {exc}") from None
+    except sqlalchemy.exc.OperationalError as exc:
+        sock.close()
+        raise SystemExit(f"kumo: cannot use the database: {exc.orig}") from None
     app = create_app(runtime)
     app.router.lifespan_context = lambda _app: lifespan(runtime, password, merge_user_clouds)
     config = uvicorn.Config(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
@@ -13,8 +11,8 @@ from kumo.db.migrate import upgrade
 from kumo.db.models import load_all
 
 
-def test_upgrade_matches_the_models_and_is_repeatable(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'kumo.db'}")
+def test_upgrade_matches_the_models_and_is_repeatable(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
     upgrade(engine)
     upgrade(engine)  # a second start finds nothing to do
     with engine.connect() as connection:
@@ -22,3 +20,4 @@ def test_upgrade_matches_the_models_and_is_repeatable(tmp_path: Path) -> None:
     assert differences == []
     tables = set(inspect(engine).get_table_names())
     assert {"images", "servers", "users", "alembic_version"} <= tables
+    engine.dispose()

@@ -33,6 +33,11 @@ def up(
     config: Annotated[
         Path | None, typer.Option(help="Config file (default DATA/kumo.conf).")
     ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(help="Database URL: postgresql://USER:PASSWORD@HOST/NAME to share "
+                          "one with `kumo api` processes (default: SQLite in DATA)."),
+    ] = None,
     no_user_config: Annotated[
         bool,
         typer.Option(
@@ -49,6 +54,7 @@ def up(
         host=host,
         port=port,
         config_file=config,
+        database=database,
         merge_user_clouds=not no_user_config,
     )
 

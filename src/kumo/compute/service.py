@@ -501,10 +501,14 @@ def register(runtime: Runtime) -> ComputeService:
     with session_scope(runtime.sessions) as session:
         seed_defaults(session)
     if "metadata" not in runtime.services:
+        from kumo.metadata.imds import shared_secret
         from kumo.metadata.service import MetadataService
 
+        with session_scope(runtime.sessions) as session:
+            secret = shared_secret(session)
         runtime.services["metadata"] = MetadataService(
-            ServerInstanceSource(runtime), runtime.settings.run_dir, runtime.settings)
+            ServerInstanceSource(runtime), runtime.settings.run_dir, runtime.settings,
+            token_secret=secret)
     if "hypervisor" not in runtime.services:
         from kumo.hypervisor.local import build_hypervisor
 

@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from kumo.api.context import RequestContext
 from kumo.db.base import utcnow
 from kumo.errors import Unauthorized
-from kumo.identity.models import Project, RevokedToken, Role, RoleAssignment, Secret, User
+from kumo.identity.keys import shared_key
+from kumo.identity.models import Project, RevokedToken, Role, RoleAssignment, User
 
 TOKEN_TTL = timedelta(hours=1)  # keystone's [token] expiration default
 _KEY_NAME = "fernet_key"
@@ -37,12 +38,7 @@ class TokenData:
 
 def signing_key(session: Session) -> Fernet:
     """The token key, created on first use and shared by all API processes via the db."""
-    row = session.get(Secret, _KEY_NAME)
-    if row is None:
-        row = Secret(name=_KEY_NAME, value=Fernet.generate_key().decode())
-        session.add(row)
-        session.flush()
-    return Fernet(row.value.encode())
+    return Fernet(shared_key(session, _KEY_NAME, lambda: Fernet.generate_key().decode()))
 
 
 def issue(

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from kumo.api.context import RequestContext
 from kumo.db.base import utcnow
 from kumo.db.engine import session_scope
+from kumo.db.locks import held
 from kumo.errors import (
     BadRequest,
     Conflict,
@@ -32,6 +33,7 @@ from kumo.errors import (
 from kumo.image import access, changes, lifecycle
 from kumo.image.lifecycle import ACTIVE, DEACTIVATED, QUEUED, SAVING
 from kumo.image.models import Image, ImageMember, ImageProperty, ImageTag
+from kumo.image.recovery import upload_lock
 from kumo.image.schemas import image_view
 from kumo.image.upload import IngestResult, file_blocks, ingest
 from kumo.runtime import Runtime
@@ -306,25 +308,28 @@ def upload_image_data(
     Runs on a worker thread. Refused formats, size mismatches, a client that goes
     away and a full disk all leave the image `queued` with no bytes stored.
     """
-    disk_format, container_format = _begin_upload(runtime, context, image_id)
-    try:
-        result = ingest(
-            runtime.store,
-            image_id,
-            blocks,
-            disk_format=disk_format,
-            container_format=container_format,
-            expected_size=expected_size,
-        )
-    except BaseException as exc:
-        _back_to_queued(runtime, image_id)
-        if isinstance(exc, InsufficientStorage):
-            # Glance answers a full store with 413 "Image storage media is full".
-            raise PayloadTooLarge(f"Image storage media is full: {exc.message}") from exc
-        if not isinstance(exc, KumoError):
-            log.warning("upload of image %s failed: %s", image_id, exc)
-        raise
-    _finish_upload(runtime, image_id, result)
+    # Held from the claim to the record: another process's start-up recovery then
+    # knows this upload is alive (kumo.image.recovery).
+    with held(runtime.engine, upload_lock(image_id)):
+        disk_format, container_format = _begin_upload(runtime, context, image_id)
+        try:
+            result = ingest(
+                runtime.store,
+                image_id,
+                blocks,
+                disk_format=disk_format,
+                container_format=container_format,
+                expected_size=expected_size,
+            )
+        except BaseException as exc:
+            _back_to_queued(runtime, image_id)
+            if isinstance(exc, InsufficientStorage):
+                # Glance answers a full store with 413 "Image storage media is full".
+                raise PayloadTooLarge(f"Image storage media is full: {exc.message}") from exc
+            if not isinstance(exc, KumoError):
+                log.warning("upload of image %s failed: %s", image_id, exc)
+            raise
+        _finish_upload(runtime, image_id, result)
 
 
 @dataclass(frozen=True)

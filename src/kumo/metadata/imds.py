@@ -16,11 +16,15 @@ import struct
 import time
 from collections.abc import Callable
 
+from sqlalchemy.orm import Session
+
 from kumo.errors import BadRequest
+from kumo.identity.keys import shared_key
 
 TTL_HEADER = "x-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_HEADER = "x-aws-ec2-metadata-token"
 TOKEN_PATH = "/latest/api/token"
+SECRET_NAME = "imds_token_key"
 MAX_TTL = 21600
 _MAC_BYTES = 32
 
@@ -38,8 +42,13 @@ def parse_ttl(value: str | None) -> int:
     return ttl
 
 
+def shared_secret(session: Session) -> bytes:
+    """The IMDSv2 key every process signs with, created once and kept in the database."""
+    return bytes.fromhex(shared_key(session, SECRET_NAME, lambda: secrets.token_hex(32)))
+
+
 class TokenIssuer:
-    """Mints and checks tokens; the secret lives only in this process."""
+    """Mints and checks tokens with `secret` (kumo passes the one kept in the database)."""
 
     def __init__(
         self, secret: bytes | None = None, clock: Callable[[], float] = time.time

@@ -87,6 +87,7 @@ class MetadataService:
         adopt: Iterable[str] | Callable[[], Iterable[str]] = (),
         cache_seconds: float = 5.0,
         limits: Limits = Limits(),
+        token_secret: bytes | None = None,
     ) -> None:
         if isinstance(settings, Settings):
             settings = settings.metadata
@@ -96,7 +97,9 @@ class MetadataService:
         self.defaults = Defaults(dns_nameservers=tuple(settings.dns_nameservers))
         self.cache_seconds = cache_seconds
         self.limits = limits
-        self.tokens = imds.TokenIssuer()
+        # The IMDSv2 key: from the database in kumo (shared by every process, kept
+        # across restarts); a random one when none is given (tests, benchmarks).
+        self.tokens = imds.TokenIssuer(token_secret)
         self._adopt = adopt
         self._lock = threading.Lock()
         self._channels: dict[str, _Channel] = {}

@@ -6,7 +6,7 @@ Backends are small classes registered by URL scheme in `BACKENDS`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 
@@ -34,9 +34,17 @@ class ImageStore(ABC):
         """Remove the object; removing one that is already gone is not an error."""
 
     @abstractmethod
-    def sweep_partial(self) -> list[str]:
-        """Remove leftovers of writes that never finished (after a crash); return them."""
+    def sweep_partial(self, busy: Callable[[str], bool] = lambda _id: False) -> list[str]:
+        """Remove leftovers of writes that never finished (after a crash); return them.
+
+        `busy(image_id)` is true while some process is still writing that image's data
+        (several API processes share one store): its leftovers are not leftovers yet.
+        """
 
     @abstractmethod
     def locations(self) -> list[str]:
         """Every complete object in the store (to find orphans after a crash)."""
+
+    def image_id_of(self, location: str) -> str:
+        """The image id an object was stored under (`put(image_id, ...)`)."""
+        return location.rstrip("/").rsplit("/", 1)[-1]

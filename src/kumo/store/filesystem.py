@@ -16,7 +16,7 @@ import errno
 import fcntl
 import mmap
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -191,9 +191,11 @@ class FilesystemStore(ImageStore):
             if path.is_file() and not path.name.endswith(PARTIAL_SUFFIX)
         ]
 
-    def sweep_partial(self) -> list[str]:
+    def sweep_partial(self, busy: Callable[[str], bool] = lambda _id: False) -> list[str]:
         swept = []
         for leftover in self.root.glob("*" + PARTIAL_SUFFIX):
+            if busy(leftover.name.removesuffix(PARTIAL_SUFFIX)):
+                continue
             leftover.unlink(missing_ok=True)
             swept.append(str(leftover))
         return swept
