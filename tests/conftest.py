@@ -22,7 +22,7 @@ from kumo.db.engine import session_scope
 from kumo.runtime import Runtime
 from kumo.server import prepare
 
-pytest_plugins = ["tests.guests", "tests.postgres"]
+pytest_plugins = ["tests.guests", "tests.postgres", "tests.swift"]
 
 ADMIN_PASSWORD = "test-admin-password"
 

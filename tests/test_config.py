@@ -80,6 +80,12 @@ dns_nameservers = 10.0.0.2, 10.0.0.3
         ("[image_cache]\nmanager_interval = -5\n", r"manager_interval: -5 is below -1"),
         ("[image_cache]\nsubdirectory_name = ../x\n", r"subdirectory_name: '../x'"),
         ("[metadata]\nmtu = 20\n", r"mtu: 20 is not in 576..9000"),
+        ("[glance_store]\ndefault_store = rbd\n", r"default_store: expected one of file, swift"),
+        ("[glance_store]\ndefault_store = swift\n",
+         r"swift_store_auth_address: needed with default_store = swift"),
+        ("[glance_store]\ndefault_store = s3\ns3_store_host = http://s3\n",
+         r"s3_store_access_key: needed with default_store = s3"),
+        ("[glance_store]\ns3_store_large_object_chunk_size = 1\n", r"at least 5 \(MiB\)"),
         ("port = 1\n", r"not a valid INI file"),
         ("[DEFAULT]\nport = 1\nport = 2\n", r"not a valid INI file"),
     ],
@@ -112,3 +118,13 @@ def test_every_documented_option_is_in_the_docs() -> None:
         assert f"[{section}]" in docs
         for entry in entries:
             assert f"`{entry.rsplit('.', 1)[-1]}`" in docs, entry
+
+
+def test_object_store_options(tmp_path: Path) -> None:
+    data = write_conf(tmp_path, "[glance_store]\ndefault_store = s3\n"
+                      "s3_store_host = http://s3.lan:8080\ns3_store_access_key = a\n"
+                      "s3_store_secret_key = b\ns3_store_bucket = images\n"
+                      "filesystem_store_datadir = /srv/images\n")
+    settings = load_settings(data)
+    assert settings.store.default_store == "s3" and settings.store.s3_store_bucket == "images"
+    assert settings.images_dir == Path("/srv/images")

@@ -76,6 +76,29 @@ class NetworkSettings:
 
 
 @dataclass
+class StoreSettings:
+    """Where image bytes live (`[glance_store]`, glance_store's option names)."""
+
+    default_store: str = "file"  # file | swift | s3
+    filesystem_store_datadir: str = ""  # default: DATA/images
+    swift_store_auth_address: str = ""  # http://HOST:5000/v3 (keystone) or .../auth/v1.0
+    swift_store_auth_version: str = "3"  # 1 (tempauth, swauth) | 3 (keystone)
+    swift_store_user: str = ""  # "PROJECT:USER" (keystone) or "ACCOUNT:USER" (v1)
+    swift_store_key: str = ""
+    swift_store_container: str = "glance"
+    swift_store_create_container_on_put: bool = True
+    swift_store_large_object_chunk_size: int = 200  # MiB per SLO segment
+    s3_store_host: str = ""  # http(s)://HOST:PORT of the S3 endpoint
+    s3_store_access_key: str = ""
+    s3_store_secret_key: str = ""
+    s3_store_bucket: str = "glance"
+    s3_store_create_bucket_on_put: bool = True
+    s3_store_bucket_url_format: str = "path"  # path | virtual | auto
+    s3_store_region_name: str = "us-east-1"
+    s3_store_large_object_chunk_size: int = 10  # MiB per multipart part (5 at least)
+
+
+@dataclass
 class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     host: str = "127.0.0.1"
@@ -88,6 +111,7 @@ class Settings:
     compute: ComputeSettings = field(default_factory=ComputeSettings)
     metadata: MetadataSettings = field(default_factory=MetadataSettings)
     network: NetworkSettings = field(default_factory=NetworkSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     @property
     def db_url(self) -> str:
@@ -99,7 +123,7 @@ class Settings:
 
     @property
     def images_dir(self) -> Path:
-        return self.data_dir / "images"
+        return Path(self.store.filesystem_store_datadir or self.data_dir / "images")
 
     @property
     def instances_path(self) -> Path:
@@ -129,6 +153,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "compute.force_raw_images",
         "compute.allow_guest_outbound",
     ),
+    "glance_store": tuple(f"store.{name}" for name in StoreSettings.__dataclass_fields__),
     "libvirt": ("compute.virt_type",),
     "image_cache": tuple(f"image_cache.{name}" for name in ImageCacheSettings.__dataclass_fields__),
     "metadata": ("metadata.mtu", "metadata.dns_nameservers"),
@@ -139,6 +164,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "compute.virt_type": ("auto", "kvm", "qemu"),
     "compute.preallocate_images": ("none", "space"),
     "network.driver": ("auto", "bridge", "user"),
+    "store.default_store": ("file", "swift", "s3"),
+    "store.swift_store_auth_version": ("1", "3"),
+    "store.s3_store_bucket_url_format": ("path", "virtual", "auto"),
 }
 
 
@@ -159,6 +187,11 @@ def _convert(path: str, raw: str, current: object) -> object:
             return int(raw)
         except ValueError:
             raise ConfigError(f"expected a whole number, got {raw!r}") from None
+    if isinstance(current, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"expected a number, got {raw!r}") from None
     if isinstance(current, list):
         return [item.strip() for item in raw.split(",") if item.strip()]
     value = raw.strip()
@@ -229,6 +262,7 @@ def _check(settings: Settings, path: Path) -> None:
     if not 576 <= settings.metadata.mtu <= 9000:
         raise ConfigError(f"{path}: [metadata] mtu: {settings.metadata.mtu} is not in 576..9000")
     _check_network(settings.network, path)
+    _check_store(settings.store, path)
     for name in ("manager_interval", "remove_unused_original_minimum_age_seconds",
                  "remove_unused_resized_minimum_age_seconds"):
         value = getattr(settings.image_cache, name)
@@ -267,3 +301,18 @@ def _check_network(network: NetworkSettings, path: Path) -> None:
     if not 1 <= network.package_proxy_port <= 65535 or network.package_proxy_max_rate < 0:
         raise ConfigError(f"{path}: [network] package_proxy_port must be 1..65535 and "
                           "package_proxy_max_rate 0 or more")
+
+
+def _check_store(store: StoreSettings, path: Path) -> None:
+    needed = {"swift": ("swift_store_auth_address", "swift_store_user", "swift_store_key"),
+              "s3": ("s3_store_host", "s3_store_access_key", "s3_store_secret_key")}
+    for name in needed.get(store.default_store, ()):
+        if not getattr(store, name):
+            raise ConfigError(f"{path}: [glance_store] {name}: needed with "
+                              f"default_store = {store.default_store}")
+    if store.swift_store_large_object_chunk_size < 1:
+        raise ConfigError(f"{path}: [glance_store] swift_store_large_object_chunk_size: "
+                          "at least 1 (MiB)")
+    if store.s3_store_large_object_chunk_size < 5:
+        raise ConfigError(f"{path}: [glance_store] s3_store_large_object_chunk_size: at "
+                          "least 5 (MiB): S3 refuses smaller multipart parts")

@@ -39,7 +39,7 @@ class Runtime:
 
 def build_runtime(settings: Settings) -> Runtime:
     """Create the data directory, migrate the database, open the store."""
-    from kumo.store.filesystem import FilesystemStore
+    from kumo.store import build_store
 
     for folder in (settings.data_dir, settings.images_dir, settings.run_dir):
         folder.mkdir(parents=True, exist_ok=True)
@@ -51,7 +51,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings,
         engine=engine,
         sessions=sessions,
-        store=FilesystemStore(settings.images_dir),
+        store=build_store(settings),
     )
 
 

@@ -45,6 +45,20 @@ class ImageStore(ABC):
     def locations(self) -> list[str]:
         """Every complete object in the store (to find orphans after a crash)."""
 
+    def object_location(self, place: str, image_id: str) -> str:
+        """`scheme://place/image_id`: an object in a container or bucket."""
+        return f"{self.scheme}://{place}/{image_id}"
+
+    def object_name(self, place: str, location: str) -> str:
+        """The image id of `scheme://place/image_id`; NotFound for any other location."""
+        from kumo.errors import NotFound
+
+        prefix = f"{self.scheme}://{place}/"
+        name = location[len(prefix):]
+        if not location.startswith(prefix) or not name or "/" in name:
+            raise NotFound(f"image data location {location!r} is not in this store")
+        return name
+
     def image_id_of(self, location: str) -> str:
         """The image id an object was stored under (`put(image_id, ...)`)."""
         return location.rstrip("/").rsplit("/", 1)[-1]
