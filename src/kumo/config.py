@@ -36,6 +36,10 @@ class ComputeSettings:
     force_raw_images: bool = True
     # Outbound guest traffic beyond the host: off unless the operator turns it on.
     allow_guest_outbound: bool = False
+    # nova: > 0 makes DELETE a soft delete, reclaimed (really deleted) after this many seconds
+    reclaim_instance_interval: int = 0
+    # nova: seconds a shelved server keeps its guest on the host; 0 = offload at once, -1 = never
+    shelved_offload_time: int = 0
 
 
 @dataclass
@@ -99,6 +103,22 @@ class StoreSettings:
 
 
 @dataclass
+class QuotaSettings:
+    """nova's [quota] defaults for every project (-1 = unlimited)."""
+
+    instances: int = 10
+    cores: int = 20
+    ram: int = 51200  # MB
+    metadata_items: int = 128
+    key_pairs: int = 100
+    server_groups: int = 10
+    server_group_members: int = 10
+    injected_files: int = 5
+    injected_file_content_bytes: int = 10240
+    injected_file_path_length: int = 255
+
+
+@dataclass
 class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     host: str = "127.0.0.1"
@@ -112,6 +132,7 @@ class Settings:
     metadata: MetadataSettings = field(default_factory=MetadataSettings)
     network: NetworkSettings = field(default_factory=NetworkSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    quota: QuotaSettings = field(default_factory=QuotaSettings)
 
     @property
     def db_url(self) -> str:
@@ -152,12 +173,15 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "compute.use_cow_images",
         "compute.force_raw_images",
         "compute.allow_guest_outbound",
+        "compute.reclaim_instance_interval",
+        "compute.shelved_offload_time",
     ),
     "glance_store": tuple(f"store.{name}" for name in StoreSettings.__dataclass_fields__),
     "libvirt": ("compute.virt_type",),
     "image_cache": tuple(f"image_cache.{name}" for name in ImageCacheSettings.__dataclass_fields__),
     "metadata": ("metadata.mtu", "metadata.dns_nameservers"),
     "network": tuple(f"network.{name}" for name in NetworkSettings.__dataclass_fields__),
+    "quota": tuple(f"quota.{name}" for name in QuotaSettings.__dataclass_fields__),
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {

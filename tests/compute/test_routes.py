@@ -36,9 +36,12 @@ def show(api: TestClient, headers: dict[str, str], server_id: str, version: str 
 
 
 def test_version_documents(api: TestClient) -> None:
-    root = api.get("/compute/").json()["versions"][0]
+    legacy, root = api.get("/compute/").json()["versions"]
     assert (root["id"], root["min_version"], root["version"]) == ("v2.1", "2.1", "2.96")
+    assert (legacy["id"], legacy["status"]) == ("v2.0", "SUPPORTED")
     assert api.get(f"{V}/").json()["version"]["status"] == "CURRENT"
+    assert api.get(legacy["links"][0]["href"].replace("http://testserver", "")).json()[
+        "version"]["id"] == "v2.0"
 
 
 def test_microversion_headers_and_bounds(api: TestClient, admin_headers: dict[str, str]) -> None:

@@ -24,10 +24,10 @@ _NOT_INHERITED = {"image_type", "instance_uuid", "base_image_ref", "owner_specif
 
 
 async def server_action(request: Request, server_id: str, body: Any) -> Response:
-    """Dispatch one action; 400 for an unknown one, 409 when the state forbids it."""
-    if not isinstance(body, dict) or len(body) != 1:
-        raise BadRequest("Malformed request body: expected exactly one action")
-    name, args = next(iter(body.items()))
+    """Dispatch one action; 404 for a missing server, 400 for an unknown action, 409 when
+    the state forbids it."""
+    from kumo.compute.server_actions import HANDLERS
+
     context = context_of(request)
     runtime = runtime_from(request)
     compute = compute_of(runtime)
@@ -39,6 +39,13 @@ async def server_action(request: Request, server_id: str, body: Any) -> Response
                 return work(session, server)
 
         return run_in_threadpool(run)
+
+    await in_session(lambda _s, _srv: None)  # 404 first, whatever the body says
+    if not isinstance(body, dict) or len(body) != 1:
+        raise BadRequest("Malformed request body: expected exactly one action")
+    name, args = next(iter(body.items()))
+    if name in HANDLERS:
+        return await HANDLERS[name](request, in_session, compute, context, server_id, args)
 
     if name in ("os-start", "os-stop"):
         verb = "start" if name == "os-start" else "stop"
@@ -59,6 +66,23 @@ async def server_action(request: Request, server_id: str, body: Any) -> Response
     if name == "createImage":
         return await _create_image(request, in_session, compute, context, server_id, args)
     raise BadRequest(f"There is no such action: {name}")
+
+
+def snapshot_facts(session: Session, server: Server, context: RequestContext,
+                   compute: ComputeService, action: str) -> tuple[dict[str, str], int, int]:
+    """A snapshot image's properties (inherited from the server's image), min_disk, min_ram."""
+    servers.check_action(context, server, action)
+    try:
+        base = compute.images.boot_image(session, context, server.image_id)
+        inherited = {k: v for k, v in base.properties.items() if k not in _NOT_INHERITED}
+        min_ram = base.min_ram
+    except KumoError:  # the base image may be gone: the snapshot stands on its own
+        inherited, min_ram = {}, 0
+    properties = {**inherited, "image_type": "snapshot", "instance_uuid": server.id,
+                  "base_image_ref": server.image_id, "user_id": context.user_id,
+                  "owner_project_name": context.project_name,
+                  "owner_user_name": context.user_name}
+    return properties, server.root_gb, min_ram
 
 
 async def _console(in_session: Any, compute: ComputeService, server_id: str,
@@ -92,21 +116,9 @@ async def _create_image(request: Request, in_session: Any, compute: ComputeServi
                                               for k, v in extra.items()):
         raise BadRequest("Invalid input for field/attribute metadata: string values required")
 
-    def facts(session: Session, server: Server) -> tuple[dict[str, str], int, int, str]:
-        servers.check_action(context, server, "createImage")
-        try:
-            base = compute.images.boot_image(session, context, server.image_id)
-            inherited = {k: v for k, v in base.properties.items() if k not in _NOT_INHERITED}
-            min_ram = base.min_ram
-        except KumoError:  # the base image may be gone: the snapshot stands on its own
-            inherited, min_ram = {}, 0
-        properties = {**inherited, "image_type": "snapshot", "instance_uuid": server.id,
-                      "base_image_ref": server.image_id, "user_id": context.user_id,
-                      "owner_project_name": context.project_name,
-                      "owner_user_name": context.user_name, **extra}
-        return properties, server.root_gb, min_ram, server.image_id
-
-    properties, min_disk, min_ram, _ = await in_session(facts)
+    properties, min_disk, min_ram = await in_session(
+        lambda s, srv: snapshot_facts(s, srv, context, compute, "createImage"))
+    properties.update(extra)
     # The image is registered (queued) before the server is marked busy, in its own
     # transaction: SQLite allows one writer, and the client reads the image at once.
     image_id = await run_in_threadpool(

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kumo.api.context import RequestContext
-from kumo.compute.models import Flavor
+from kumo.compute.models import Flavor, FlavorAccess
 from kumo.db.base import new_id
 from kumo.errors import BadRequest, Conflict, NotFound
 
@@ -50,12 +50,18 @@ def list_flavors(session: Session, context: RequestContext, query: dict[str, str
         stmt = stmt.where(Flavor.disk >= _int(query["minDisk"], "minDisk"))
     if "minRam" in query:
         stmt = stmt.where(Flavor.ram >= _int(query["minRam"], "minRam"))
-    # nova: non-admins see public flavors; admins choose with is_public=true|false|none
-    public = query.get("is_public", "true").lower() if context.is_admin else "true"
-    if public in ("false", "f", "0", "no"):
-        stmt = stmt.where(Flavor.is_public.is_(False))
-    elif public != "none":
-        stmt = stmt.where(Flavor.is_public.is_(True))
+    # nova: non-admins see public flavors and private ones shared with their project;
+    # admins choose with is_public=true|false|none
+    if context.is_admin:
+        public = query.get("is_public", "true").lower()
+        if public in ("false", "f", "0", "no"):
+            stmt = stmt.where(Flavor.is_public.is_(False))
+        elif public != "none":
+            stmt = stmt.where(Flavor.is_public.is_(True))
+    else:
+        shared = select(FlavorAccess.flavor_id).where(
+            FlavorAccess.project_id == context.project_id)
+        stmt = stmt.where(Flavor.is_public.is_(True) | Flavor.id.in_(shared))
     sort_key = query.get("sort_key", "flavorid")
     columns = {"flavorid": Flavor.id, "id": Flavor.id, "name": Flavor.name, "memory_mb": Flavor.ram,
                "ram": Flavor.ram, "vcpus": Flavor.vcpus, "root_gb": Flavor.disk,
@@ -107,7 +113,7 @@ def create_flavor(session: Session, context: RequestContext, body: dict[str, Any
         ephemeral=_field(spec, "OS-FLV-EXT-DATA:ephemeral", 0, default=0),
         swap=_field(spec, "swap", 0, default=0),
         rxtx_factor=float(spec.get("rxtx_factor", 1.0)),
-        is_public=bool(spec.get("os-flavor-access:is_public", True)),
+        is_public=_public(spec.get("os-flavor-access:is_public", True)),
         description=description,
     )
     if session.scalar(select(Flavor).where(Flavor.name == flavor.name)) is not None:
@@ -144,6 +150,15 @@ def _field(spec: dict[str, Any], name: str, minimum: int, default: int | None = 
     if not minimum <= number <= _MAX_INT:
         raise BadRequest(f"Invalid input for field/attribute {name}: must be >= {minimum}")
     return number
+
+
+def _public(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.lower() in ("true", "1", "yes")
+    raise BadRequest(f"Invalid input for field/attribute os-flavor-access:is_public: "
+                     f"{value!r} is not a boolean")
 
 
 def _int(value: str, what: str) -> int:

@@ -43,6 +43,9 @@ class ImagePort(Protocol):
     def abandon_snapshot(self, context: RequestContext, image_id: str) -> None:
         """Delete a reserved image whose snapshot failed."""
 
+    def backups(self, context: RequestContext, server_id: str, backup_type: str) -> list[str]:
+        """Ids of the server's backups of this type, oldest first (createBackup rotation)."""
+
 
 def _boot_facts(image: Any) -> BootImage:
     properties = image.property_dict() if hasattr(image, "property_dict") else {}
@@ -84,6 +87,22 @@ class GlanceImages:
         from kumo.image import service
 
         service.delete_image(self.runtime, context, image_id)
+
+    def backups(self, context: RequestContext, server_id: str, backup_type: str) -> list[str]:
+        from sqlalchemy import select
+
+        from kumo.image.models import Image, ImageProperty
+
+        with session_scope(self.runtime.sessions) as session:
+            found = []
+            for image in session.scalars(select(Image).join(ImageProperty).where(
+                    ImageProperty.name == "instance_uuid", ImageProperty.value == server_id,
+                    Image.owner == context.project_id).order_by(Image.created_at, Image.id)):
+                props = image.property_dict()
+                if props.get("image_type") == "backup" and props.get(
+                        "backup_type") == backup_type and image.status != "deleted":
+                    found.append(str(image.id))
+            return found
 
 
 def check_bootable(image: BootImage, flavor_ram: int, flavor_disk: int) -> None:

@@ -15,8 +15,19 @@ from kumo.api.context import RequestContext
 from kumo.api.errors import Flavor as ErrorShape
 from kumo.api.http import read_json
 from kumo.api.parts import in_session, part_app, runtime_from
-from kumo.compute import flavors, keypairs, servers, views
+from kumo.compute import (
+    flavor_extras,
+    flavors,
+    hosts,
+    keypairs,
+    quota_routes,
+    server_groups,
+    servers,
+    usage,
+    views,
+)
 from kumo.compute.actions import server_action
+from kumo.compute.image_proxy import routes as image_routes
 from kumo.compute.microversion import MAX_VERSION, MIN_VERSION, MicroversionMiddleware, text
 from kumo.compute.microversion import version_of as microversion
 from kumo.compute.models import InstanceAction, Server
@@ -35,24 +46,34 @@ def base_url(request: Request) -> str:
 
 
 
-def version_document(request: Request) -> dict[str, Any]:
+def version_document(request: Request, legacy: bool = False) -> dict[str, Any]:
+    """v2.1 (microversions), or nova's v2.0 (the same API without them, kept for old clients)."""
+    root = f"{runtime_from(request).settings.base_url}/compute"
     return {
-        "id": "v2.1", "status": "CURRENT", "version": text(MAX_VERSION),
-        "min_version": text(MIN_VERSION), "updated": "2013-07-23T11:33:21Z",
-        "links": [{"rel": "self", "href": base_url(request) + "/"},
+        "id": "v2.0" if legacy else "v2.1", "status": "SUPPORTED" if legacy else "CURRENT",
+        "version": "" if legacy else text(MAX_VERSION),
+        "min_version": "" if legacy else text(MIN_VERSION),
+        "updated": "2011-01-21T11:33:21Z" if legacy else "2013-07-23T11:33:21Z",
+        "links": [{"rel": "self", "href": root + ("/v2/" if legacy else "/v2.1/")},
                   {"rel": "describedby", "type": "text/html",
                    "href": "https://docs.openstack.org/"}],
         "media-types": [{"base": "application/json",
-                         "type": "application/vnd.openstack.compute+json;version=2.1"}],
+                         "type": "application/vnd.openstack.compute+json;version="
+                                 + ("2" if legacy else "2.1")}],
     }
 
 
 async def versions(request: Request) -> Response:
-    return JSONResponse({"versions": [version_document(request)]})
+    shown = [version_document(request, legacy=True), version_document(request)]
+    for entry in shown:
+        del entry["media-types"]
+        entry["links"] = entry["links"][:1]
+    return JSONResponse({"versions": shown})
 
 
 async def version(request: Request) -> Response:
-    return JSONResponse({"version": version_document(request)})
+    legacy = request.url.path.rstrip("/").endswith("/v2")
+    return JSONResponse({"version": version_document(request, legacy)})
 
 
 # -- flavors -----------------------------------------------------------------
@@ -67,7 +88,7 @@ async def list_flavors(request: Request) -> Response:
 
 async def show_flavor(request: Request) -> Response:
     flavor_id = request.path_params["flavor_id"]
-    found = await in_session(request, lambda s, c: flavors.get_flavor(s, flavor_id))
+    found = await in_session(request, lambda s, c: flavor_extras.visible_flavor(s, c, flavor_id))
     return JSONResponse({"flavor": views.flavor_view(found, base_url(request),
                                                      microversion(request))})
 
@@ -85,12 +106,6 @@ async def delete_flavor(request: Request) -> Response:
     flavor_id = request.path_params["flavor_id"]
     await in_session(request, lambda s, c: flavors.delete_flavor(s, c, flavor_id))
     return Response(status_code=202)
-
-
-async def flavor_extra_specs(request: Request) -> Response:
-    flavor_id = request.path_params["flavor_id"]
-    await in_session(request, lambda s, c: flavors.get_flavor(s, flavor_id))
-    return JSONResponse({"extra_specs": {}})
 
 
 # -- key pairs ---------------------------------------------------------------
@@ -179,16 +194,23 @@ async def create_server(request: Request) -> Response:
 
         user_data = validate_user_data(spec["user_data"])
 
-    def work(session: Session, context: RequestContext) -> dict[str, Any]:
-        server = servers.create_server(session, context, body, mv, compute.images, user_data)
-        return {"id": server.id, "links": views.links(base, "servers", server.id),
-                "OS-DCF:diskConfig": "MANUAL",
-                "security_groups": [{"name": n} for n in group_names(session, server)]}
+    def work(session: Session, context: RequestContext) -> servers.Created:
+        return servers.create_server(session, context, body, mv, compute.images, user_data,
+                                     runtime.settings.quota)
 
-    shown = await in_session(request, work)
-    compute.submit_spawn(shown["id"])
+    created = await in_session(request, work)
+    for server in created.servers:
+        if server.id not in created.faults:
+            compute.submit_spawn(server.id)
+    if isinstance(spec, dict) and spec.get("return_reservation_id") in (True, "true", "True"):
+        return JSONResponse({"reservation_id": created.reservation_id}, status_code=202)
+    first = created.servers[0].id
+    shown = {"id": first, "links": views.links(base, "servers", first),
+             "OS-DCF:diskConfig": "MANUAL",
+             "security_groups": [{"name": ref} for ref in created.group_refs],
+             "adminPass": created.admin_pass}
     return JSONResponse({"server": shown}, status_code=202,
-                        headers={"Location": f"{base}/servers/{shown['id']}"})
+                        headers={"Location": f"{base}/servers/{first}"})
 
 
 _LIST_FILTERS = {"all_tenants", "project_id", "tenant_id", "name", "status", "image", "flavor",
@@ -209,9 +231,6 @@ async def list_servers(request: Request) -> Response:
     unknown = set(query) - _LIST_FILTERS
     if unknown and mv >= (2, 75):
         raise BadRequest(f"Invalid input for query parameters {', '.join(sorted(unknown))}.")
-    if query.get("deleted", "false").lower() in ("true", "1"):
-        query["status"] = "DELETED"  # kumo keeps no deleted records: nothing matches
-
     def work(session: Session, context: RequestContext) -> list[dict[str, Any]]:
         return [views.server_view(s, base, mv, context, group_names(session, s), detail=detail)
                 for s in servers.list_servers(session, context, query, mv)]
@@ -225,7 +244,8 @@ async def show_server(request: Request) -> Response:
     def work(session: Session, context: RequestContext) -> dict[str, Any]:
         server = servers.get_server(session, context, server_id)
         return views.server_view(server, base, mv, context, group_names(session, server),
-                                 show=True)
+                                 show=True,
+                                 server_groups=server_groups.groups_of(session, server.id))
 
     return JSONResponse({"server": await in_session(request, work)})
 
@@ -233,35 +253,34 @@ async def show_server(request: Request) -> Response:
 async def update_server(request: Request) -> Response:
     body = await read_json(request)
     mv, base, server_id = microversion(request), base_url(request), request.path_params["id"]
-    spec = body.get("server") if isinstance(body, dict) else None
-    if not isinstance(spec, dict):
-        raise BadRequest("Invalid input: 'server' is a required property")
 
     def work(session: Session, context: RequestContext) -> dict[str, Any]:
-        context.require_writer()
-        server = servers.get_server(session, context, server_id)
-        if "name" in spec:
-            if not isinstance(spec["name"], str) or not spec["name"].strip():
-                raise BadRequest("Invalid input for field/attribute name")
-            server.name = spec["name"][:255]
-        if "description" in spec and mv >= (2, 19):
-            server.description = spec["description"]
-        session.flush()
+        server = servers.update_server(session, context, server_id, body, mv)
         return views.server_view(server, base, mv, context, group_names(session, server),
-                                 show=True)
+                                 show=True, basic=mv < (2, 75),
+                                 server_groups=server_groups.groups_of(session, server.id))
 
-    return JSONResponse({"server": await in_session(request, work)})
+    shown = await in_session(request, work)
+    _invalidate(request, server_id)
+    return JSONResponse({"server": shown})
 
 
 async def delete_server(request: Request) -> Response:
     server_id = request.path_params["id"]
-    compute = compute_of(runtime_from(request))
+    runtime = runtime_from(request)
+    compute = compute_of(runtime)
+    soft = runtime.settings.compute.reclaim_instance_interval > 0
 
-    def work(session: Session, context: RequestContext) -> bool:
-        return servers.begin_delete(session, context,
-                                    servers.get_server(session, context, server_id))
+    def work(session: Session, context: RequestContext) -> str | None:
+        server = servers.get_server(session, context, server_id)
+        if not servers.begin_delete(session, context, server, soft=soft):
+            return None
+        return server.task_state
 
-    if await in_session(request, work):
+    task = await in_session(request, work)
+    if task == "soft-deleting":
+        compute.submit_soft_delete(server_id)
+    elif task is not None:
         compute.submit_delete(server_id)
     return Response(status_code=204)
 
@@ -340,7 +359,8 @@ async def instance_actions(request: Request) -> Response:
     wanted = request.path_params.get("request_id")
 
     def work(session: Session, context: RequestContext) -> Any:
-        servers.get_server(session, context, server_id)
+        # 2.21: the actions of a deleted server stay readable
+        servers.get_server(session, context, server_id, deleted=mv >= (2, 21))
         stmt = select(InstanceAction).where(InstanceAction.server_id == server_id)
         if wanted is not None:
             entry = session.scalar(stmt.where(InstanceAction.request_id == wanted))
@@ -362,11 +382,11 @@ def build_app(runtime: Runtime) -> Starlette:
     v = "/v2.1"
     routes = [
         Route("/", versions), Route(v, version), Route(v + "/", version),
+        Route("/v2", version), Route("/v2/", version),
         Route(v + "/flavors", list_flavors), Route(v + "/flavors/detail", list_flavors),
         Route(v + "/flavors", create_flavor, methods=["POST"]),
         Route(v + "/flavors/{flavor_id}", show_flavor),
         Route(v + "/flavors/{flavor_id}", delete_flavor, methods=["DELETE"]),
-        Route(v + "/flavors/{flavor_id}/os-extra_specs", flavor_extra_specs),
         Route(v + "/os-keypairs", list_keypairs),
         Route(v + "/os-keypairs", create_keypair, methods=["POST"]),
         Route(v + "/os-keypairs/{name}", show_keypair),
@@ -383,6 +403,8 @@ def build_app(runtime: Runtime) -> Starlette:
         Route(v + "/servers/{id}/os-instance-actions", instance_actions),
         Route(v + "/servers/{id}/os-instance-actions/{request_id}", instance_actions),
         *cache_routes(),
+        *flavor_extras.routes(v), *server_groups.routes(v), *quota_routes.routes(v),
+        *hosts.routes(v), *usage.routes(v), *image_routes(v),
     ]
     app = part_app(runtime, routes, ErrorShape.COMPUTE)
     app.add_middleware(MicroversionMiddleware)

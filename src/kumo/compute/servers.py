@@ -7,15 +7,20 @@ in the background and moves the records on when it is done.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import secrets
 import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kumo.api.context import RequestContext
-from kumo.compute.flavors import get_flavor
+from kumo.compute import quotas, server_groups
+from kumo.compute.flavor_extras import visible_flavor
 from kumo.compute.images import ImagePort, check_bootable
 from kumo.compute.instance_source import NETWORK_ID
 from kumo.compute.keypairs import get_keypair
@@ -23,12 +28,22 @@ from kumo.compute.microversion import Version
 from kumo.compute.models import (
     ACTIVE,
     BUILDING,
+    DELETED,
     ERROR,
+    PAUSED_VM,
+    RESCUED,
+    RESIZED,
+    SHELVED,
+    SHELVED_OFFLOADED,
+    SOFT_DELETED,
     STOPPED,
+    SUSPENDED_VM,
     InstanceAction,
     Server,
     server_status,
 )
+from kumo.compute.views import aware
+from kumo.config import QuotaSettings
 from kumo.db.base import utcnow
 from kumo.errors import BadRequest, Conflict, NotFound
 from kumo.network import secgroups
@@ -77,10 +92,29 @@ def set_fault(server: Server, message: str, code: int = 500) -> None:
     server.fault_code, server.fault_message, server.fault_created = code, message, utcnow()
 
 
+@dataclass
+class Created:
+    """What POST /servers made: the servers (first one first) and what to answer."""
+
+    servers: list[Server]
+    admin_pass: str
+    group_refs: list[str]
+    reservation_id: str
+    faults: dict[str, str] = field(default_factory=dict)  # server id -> placement fault
+
+
+def new_password(length: int = 12) -> str:
+    """nova's generate_password: letters and digits, no look-alikes."""
+    alphabet = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
 def create_server(session: Session, context: RequestContext, body: Any, version: Version,
-                  images: ImagePort, user_data: bytes | None) -> Server:
-    """POST /servers: a BUILD record (the caller then asks the service to spawn it)."""
+                  images: ImagePort, user_data: bytes | None,
+                  quota: QuotaSettings | None = None) -> Created:
+    """POST /servers: BUILD records (the caller then asks the service to spawn them)."""
     context.require_writer()
+    quota = quota or QuotaSettings()
     spec = body.get("server") if isinstance(body, dict) else None
     if not isinstance(spec, dict):
         raise BadRequest("Invalid input: 'server' is a required property")
@@ -88,6 +122,7 @@ def create_server(session: Session, context: RequestContext, body: Any, version:
     if not isinstance(name, str) or not name.strip() or len(name) > 255:
         raise BadRequest("Invalid input for field/attribute name: 1-255 characters required")
     _refuse_unsupported(spec, version)
+    min_count, max_count = _counts(spec)
     image_ref = spec.get("imageRef")
     if not image_ref and spec.get("block_device_mapping_v2"):
         image_ref = spec["block_device_mapping_v2"][0].get("uuid")
@@ -97,7 +132,7 @@ def create_server(session: Session, context: RequestContext, body: Any, version:
     if not isinstance(flavor_ref, str | int) or not str(flavor_ref):
         raise BadRequest("Invalid input: 'flavorRef' is a required property")
     try:
-        flavor = get_flavor(session, str(flavor_ref).rstrip("/").rsplit("/", 1)[-1])
+        flavor = visible_flavor(session, context, str(flavor_ref).rstrip("/").rsplit("/", 1)[-1])
     except NotFound:
         raise BadRequest(f"Flavor {flavor_ref} could not be found.") from None
     image = images.boot_image(session, context, image_ref.rstrip("/").rsplit("/", 1)[-1])
@@ -109,28 +144,97 @@ def create_server(session: Session, context: RequestContext, body: Any, version:
             key_data = get_keypair(session, context, str(key_name)).public_key
         except NotFound:
             raise BadRequest("Invalid key_name provided.") from None
-    groups = [secgroups.find_for_server(session, context, ref)
-              for ref in _group_refs(spec.get("security_groups"))]
+    refs = _group_refs(spec.get("security_groups"))
+    groups = [secgroups.find_for_server(session, context, ref) for ref in refs]
     meta = check_metadata(spec.get("metadata", {}))
+    quotas.check_metadata(session, quota, context.project_id, len(meta))
+    access_v4, access_v6 = access_ips(spec)
+    admin_pass = spec.get("adminPass")
+    if admin_pass is None:
+        admin_pass = new_password()
+    elif not isinstance(admin_pass, str):
+        raise BadRequest("Invalid input for field/attribute adminPass: a string")
     hostname = hostname_from(name)
     if version >= (2, 90) and spec.get("hostname") is not None:
         hostname = str(spec["hostname"])
         if not _HOSTNAME.match(hostname) and not (version >= (2, 94) and len(hostname) <= 255):
             raise BadRequest(f"Invalid input for field/attribute hostname: {hostname!r}")
-    server = Server(
-        name=name, hostname=hostname, project_id=context.project_id, user_id=context.user_id,
-        image_id=image.id, flavor_id=flavor.id, flavor_name=flavor.name, vcpus=flavor.vcpus,
-        memory_mb=flavor.ram, root_gb=flavor.disk, ephemeral_gb=flavor.ephemeral,
-        swap_mb=flavor.swap, key_name=key_name, key_data=key_data, user_data=user_data,
-        config_drive=_boolean(spec.get("config_drive", False), "config_drive"),
-        meta=meta, security_group_ids=[g.id for g in groups],
-        description=_description(spec, version), tags=_tags(spec, version),
-        reservation_id=f"r-{uuid.uuid4().hex[:8]}", vm_state=BUILDING, task_state="scheduling",
-    )
-    session.add(server)
-    session.flush()
-    record_action(session, server, "create", context)
-    return server
+        if max_count > 1 and version < (2, 94):
+            raise BadRequest("Unable to set hostname with multiple instances (max_count > 1)")
+    count = quotas.check_servers(session, quota, context, min_count, max_count, flavor.vcpus,
+                                 flavor.ram)
+    created = Created([], admin_pass, refs, f"r-{uuid.uuid4().hex[:8]}")
+    hints = body.get("os:scheduler_hints", body.get("OS-SCH-HNT:scheduler_hints"))
+    for index in range(count):
+        own_name = name if count == 1 else f"{name}-{index + 1}"
+        server = Server(
+            name=own_name, hostname=hostname if count == 1 else hostname_from(own_name),
+            project_id=context.project_id, user_id=context.user_id, image_id=image.id,
+            flavor_id=flavor.id, flavor_name=flavor.name, vcpus=flavor.vcpus,
+            memory_mb=flavor.ram, root_gb=flavor.disk, ephemeral_gb=flavor.ephemeral,
+            swap_mb=flavor.swap, flavor_extra_specs=dict(flavor.extra_specs or {}),
+            key_name=key_name, key_data=key_data, user_data=user_data,
+            config_drive=_boolean(spec.get("config_drive", False), "config_drive"),
+            meta=meta, security_group_ids=[g.id for g in groups],
+            description=description_of(spec, version), tags=_tags(spec, version),
+            access_ipv4=access_v4, access_ipv6=access_v6,
+            reservation_id=created.reservation_id, launch_index=index,
+            vm_state=BUILDING, task_state="scheduling",
+        )
+        session.add(server)
+        session.flush()
+        record_action(session, server, "create", context)
+        fault = server_groups.join(session, context, server, hints, quota)
+        if fault is not None:
+            server.vm_state, server.task_state = ERROR, None
+            set_fault(server, fault)
+            finish_action(session, server.id, "create", fault)
+            created.faults[server.id] = fault
+        created.servers.append(server)
+    return created
+
+
+def _counts(spec: dict[str, Any]) -> tuple[int, int]:
+    """min_count/max_count (nova: both default 1, min <= max)."""
+    values = {}
+    for key in ("min_count", "max_count"):
+        raw = spec.get(key, 1)
+        try:
+            number = int(raw) if not isinstance(raw, bool) and str(raw).strip().isdigit() \
+                else None
+        except ValueError:
+            number = None
+        if number is None or number < 1:
+            raise BadRequest(f"Invalid input for field/attribute {key}. Value: {raw}. "
+                             "An integer >= 1 is required")
+        values[key] = number
+    if "max_count" not in spec:
+        values["max_count"] = values["min_count"]
+    if values["min_count"] > values["max_count"]:
+        raise BadRequest("min_count must be <= max_count")
+    return values["min_count"], values["max_count"]
+
+
+def access_ips(spec: dict[str, Any], v4: str = "", v6: str = "") -> tuple[str, str]:
+    """accessIPv4/accessIPv6 as nova validates them (empty clears)."""
+    for key, version in (("accessIPv4", 4), ("accessIPv6", 6)):
+        if key not in spec:
+            continue
+        value = spec[key]
+        if value in (None, ""):
+            value = ""
+        else:
+            try:
+                if not isinstance(value, str) or ipaddress.ip_address(value).version != version:
+                    raise ValueError(value)
+            except ValueError:
+                raise BadRequest(f"Invalid input for field/attribute {key}. Value: {value}. "
+                                 f"{value!r} is not a 'ipv{version}'") from None
+        if version == 4:
+            v4 = value
+        else:
+            v6 = value
+    return v4, v6
 
 
 def _refuse_unsupported(spec: dict[str, Any], version: Version) -> None:
@@ -141,9 +245,6 @@ def _refuse_unsupported(spec: dict[str, Any], version: Version) -> None:
     if spec.get("block_device_mapping") or not _image_only(spec.get("block_device_mapping_v2")):
         raise BadRequest("kumo has no volumes: boot from an image (imageRef); the only block "
                          "device mapping accepted is the image as the local root disk")
-    for key in ("min_count", "max_count"):
-        if key in spec and str(spec[key]) != "1":
-            raise BadRequest(f"kumo creates one server per request ({key} must be 1)")
     zone = spec.get("availability_zone")
     if zone not in (None, "", "nova"):
         raise BadRequest(f"The requested availability zone is not available: {zone}")
@@ -205,7 +306,7 @@ def check_metadata(meta: Any) -> dict[str, str]:
     return dict(meta)
 
 
-def _description(spec: dict[str, Any], version: Version) -> str | None:
+def description_of(spec: dict[str, Any], version: Version) -> str | None:
     value = spec.get("description")
     if value is None:
         return None
@@ -237,18 +338,37 @@ def _boolean(value: Any, what: str) -> bool:
     raise BadRequest(f"Invalid input for field/attribute {what}: {value!r} is not a boolean")
 
 
-def get_server(session: Session, context: RequestContext, server_id: str) -> Server:
-    """A server the caller may see (its project's, or any for admins)."""
+def get_server(session: Session, context: RequestContext, server_id: str, *,
+               deleted: bool = False) -> Server:
+    """A server the caller may see (its project's, or any for admins); deleted ones only
+    when asked (instance actions of a deleted server, 2.21)."""
     server = session.get(Server, server_id)
-    if server is None or not (context.is_admin or server.project_id == context.project_id):
+    if server is None or not (context.is_admin or server.project_id == context.project_id) or (
+            server.vm_state == DELETED and not deleted):
         raise NotFound(f"Instance {server_id} could not be found.")
     return server
 
 
+def _time_filter(query: dict[str, str], key: str) -> datetime | None:
+    if key not in query:
+        return None
+    from kumo.compute.usage import parse_time
+
+    try:
+        return parse_time(query[key])
+    except BadRequest:
+        raise BadRequest(f"Invalid input for query parameters {key}. Value: {query[key]}. "
+                         f"{query[key]!r} is not a 'date-time'") from None
+
+
 def list_servers(session: Session, context: RequestContext, query: dict[str, str],
                  version: Version) -> list[Server]:
-    """GET /servers[/detail]: the project's servers (admins: all with all_tenants)."""
-    stmt = select(Server).order_by(Server.created_at.desc(), Server.id)
+    """GET /servers[/detail]: the project's servers (admins: all with all_tenants).
+
+    Deleted servers show only to `changes-since`/`changes-before` (as DELETED) and, for
+    admins, to `deleted=True`; a deleted server still serves as a marker.
+    """
+    stmt = select(Server).order_by(Server.created_at.desc(), Server.id.desc())
     all_tenants = query.get("all_tenants", "0").lower() not in ("0", "false", "f", "no", "off")
     if "all_tenants" in query and query["all_tenants"] == "":
         all_tenants = True
@@ -259,7 +379,41 @@ def list_servers(session: Session, context: RequestContext, query: dict[str, str
                                                     or query.get("tenant_id")))
     else:
         stmt = stmt.where(Server.project_id == context.project_id)
-    servers = list(session.scalars(stmt))
+    since, before = _time_filter(query, "changes-since"), _time_filter(query, "changes-before")
+    if since and before and since > before:
+        raise BadRequest("The value of changes-since must be less than or equal to "
+                         "changes-before.")
+    everything = list(session.scalars(stmt))
+    deleted_only = context.is_admin and query.get("deleted", "").lower() in ("true", "1", "yes")
+    if deleted_only:
+        servers = [s for s in everything if s.vm_state == DELETED]
+    elif since or before:
+        servers = [s for s in everything
+                   if (since is None or aware(s.updated_at) >= since)
+                   and (before is None or aware(s.updated_at) <= before)]
+    else:
+        servers = [s for s in everything if s.vm_state != DELETED]
+    servers = _filtered(servers, query, version)
+    if "marker" in query:
+        marker = next((s for s in everything if s.id == query["marker"]), None)
+        if marker is None:
+            raise BadRequest(f"marker [{query['marker']}] not found")
+        key = (aware(marker.created_at), marker.id)
+        servers = [s for s in servers if (aware(s.created_at), s.id) < key]
+    if "limit" in query:
+        try:
+            limit = int(query["limit"])
+        except ValueError:
+            raise BadRequest(f"Invalid input for query parameters limit. Value: "
+                             f"{query['limit']}. '{query['limit']}' is not an integer") from None
+        if limit < 0:
+            raise BadRequest(f"Invalid input for query parameters limit. Value: {limit}. "
+                             "It must be >= 0")
+        servers = servers[:limit]
+    return servers
+
+
+def _filtered(servers: list[Server], query: dict[str, str], version: Version) -> list[Server]:
     if "name" in query:
         try:
             pattern = re.compile(query["name"])
@@ -272,19 +426,15 @@ def list_servers(session: Session, context: RequestContext, query: dict[str, str
             raise BadRequest(f"Invalid status value: {', '.join(sorted(wanted))}")
         servers = [s for s in servers if server_status(s.vm_state, s.task_state) in wanted]
     for key, column in (("image", "image_id"), ("flavor", "flavor_id"),
-                        ("key_name", "key_name"), ("user_id", "user_id")):
+                        ("key_name", "key_name"), ("user_id", "user_id"),
+                        ("reservation_id", "reservation_id"), ("access_ip_v4", "access_ipv4"),
+                        ("access_ip_v6", "access_ipv6"), ("vm_state", "vm_state"),
+                        ("availability_zone", "availability_zone"), ("host", "host")):
         if key in query:
             servers = [s for s in servers if str(getattr(s, column)) == query[key]]
-    if "marker" in query:
-        ids = [s.id for s in servers]
-        if query["marker"] not in ids:
-            raise BadRequest(f"marker [{query['marker']}] not found")
-        servers = servers[ids.index(query["marker"]) + 1 :]
-    if "limit" in query:
-        try:
-            servers = servers[: max(0, int(query["limit"]))]
-        except ValueError:
-            raise BadRequest(f"Invalid limit {query['limit']!r}") from None
+    if "locked" in query and version >= (2, 73):
+        wanted_lock = query["locked"].lower() in ("true", "1", "yes")
+        servers = [s for s in servers if bool(s.locked) == wanted_lock]
     return servers
 
 
@@ -294,13 +444,35 @@ ACTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "start": ((STOPPED,), "powering-on"),
     "reboot": ((ACTIVE,), "rebooting"),
     "reboot_hard": ((ACTIVE, STOPPED, ERROR), "rebooting_hard"),
-    "createImage": ((ACTIVE, STOPPED), "image_snapshot"),
+    "createImage": ((ACTIVE, STOPPED, PAUSED_VM, SUSPENDED_VM), "image_snapshot"),
+    "createBackup": ((ACTIVE, STOPPED), "image_backup"),
+    "rebuild": ((ACTIVE, STOPPED, ERROR), "rebuilding"),
+    "resize": ((ACTIVE, STOPPED), "resize_prep"),
+    "confirmResize": ((RESIZED,), "resize_confirming"),
+    "revertResize": ((RESIZED,), "resize_reverting"),
+    "pause": ((ACTIVE,), "pausing"),
+    "unpause": ((PAUSED_VM,), "unpausing"),
+    "suspend": ((ACTIVE,), "suspending"),
+    "resume": ((SUSPENDED_VM,), "resuming"),
+    "rescue": ((ACTIVE, STOPPED, ERROR), "rescuing"),
+    "unrescue": ((RESCUED,), "unrescuing"),
+    "shelve": ((ACTIVE, STOPPED, PAUSED_VM, SUSPENDED_VM), "shelving"),
+    "shelveOffload": ((SHELVED,), "shelving_offloading"),
+    "unshelve": ((SHELVED, SHELVED_OFFLOADED), "unshelving"),
+    "restore": ((SOFT_DELETED,), "restoring"),
 }
+
+
+def check_unlocked(context: RequestContext, server: Server) -> None:
+    """nova's check_instance_lock: only admins act on a locked server."""
+    if server.locked and not context.is_admin:
+        raise Conflict(f"Instance {server.id} is locked")
 
 
 def check_action(context: RequestContext, server: Server, action: str) -> None:
     """409 like nova when the server cannot do `action` in its current state."""
     context.require_writer()
+    check_unlocked(context, server)
     allowed = ACTIONS[action][0]
     if action == "stop" and server.vm_state == ERROR and server.power_state == 0:
         allowed = (ACTIVE,)  # an ERROR server that never ran has nothing to stop
@@ -319,11 +491,61 @@ def begin_action(session: Session, context: RequestContext, server: Server, acti
     record_action(session, server, action.replace("_hard", ""), context)
 
 
-def begin_delete(session: Session, context: RequestContext, server: Server) -> bool:
-    """Mark the server for deletion; False when a delete is already under way."""
+def begin_delete(session: Session, context: RequestContext, server: Server, *,
+                 soft: bool = False, force: bool = False) -> bool:
+    """Mark the server for deletion; False when a delete is already under way.
+
+    `soft` (nova's reclaim_instance_interval > 0): the server becomes SOFT_DELETED and
+    is reclaimed later, or restored; `force` (forceDelete) deletes a soft-deleted one now.
+    """
     context.require_writer()
+    if not force:
+        check_unlocked(context, server)
     if server.task_state == "deleting":
         return False
+    if soft and server.vm_state != SOFT_DELETED:
+        server.task_state = "soft-deleting"
+        record_action(session, server, "softDelete", context)
+        return True
     server.task_state = "deleting"
-    record_action(session, server, "delete", context)
+    record_action(session, server, "forceDelete" if force else "delete", context)
     return True
+
+
+def update_server(session: Session, context: RequestContext, server_id: str, body: Any,
+                  version: Version) -> Server:
+    """PUT /servers/{id}: name, description (2.19), access IPs, hostname (2.90)."""
+    spec = body.get("server") if isinstance(body, dict) else None
+    if not isinstance(spec, dict):
+        raise BadRequest("Invalid input: 'server' is a required property")
+    allowed = {"name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig"}
+    if version >= (2, 19):
+        allowed.add("description")
+    if version >= (2, 90):
+        allowed.add("hostname")
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise BadRequest(f"Additional properties are not allowed ('{unknown[0]}' was "
+                         "unexpected)")
+    context.require_writer()
+    server = get_server(session, context, server_id)
+    check_unlocked(context, server)
+    if "name" in spec:
+        name = spec["name"]
+        if not isinstance(name, str) or not name.strip() or len(name) > 255:
+            raise BadRequest("Invalid input for field/attribute name: 1-255 characters "
+                             "required")
+        server.name = name
+    if "description" in spec:
+        server.description = description_of(spec, version)
+    server.access_ipv4, server.access_ipv6 = access_ips(spec, server.access_ipv4,
+                                                        server.access_ipv6)
+    if "hostname" in spec:
+        hostname = spec["hostname"]
+        if not isinstance(hostname, str) or not (
+                _HOSTNAME.match(hostname) or (version >= (2, 94) and 0 < len(hostname) <= 255)):
+            raise BadRequest(f"Invalid input for field/attribute hostname: {hostname!r}")
+        server.hostname = hostname
+    server.updated_at = utcnow()
+    session.flush()
+    return server

@@ -25,12 +25,17 @@ from sqlalchemy import select
 from kumo.api.context import RequestContext
 from kumo.compute.images import GlanceImages, ImagePort
 from kumo.compute.instance_source import ServerInstanceSource
+from kumo.compute.lifecycle import ServerLifecycle
 from kumo.compute.models import (
     ACTIVE,
     BUILDING,
     CRASHED,
+    DELETED,
     ERROR,
     NOSTATE,
+    PAUSED_VM,
+    RESCUED,
+    RESIZED,
     RUNNING,
     SHUTDOWN,
     STOPPED,
@@ -55,7 +60,7 @@ class MetadataChannels(Protocol):
     def close_channel(self, server_id: str) -> None: ...
 
 
-class ComputeService:
+class ComputeService(ServerLifecycle):
     """Registered as runtime.services["compute"]; `kumo up` calls start() and stop()."""
 
     def __init__(
@@ -120,6 +125,7 @@ class ComputeService:
             await asyncio.sleep(self.sync_interval)
             try:
                 await asyncio.to_thread(self.sync_states)
+                await asyncio.to_thread(self.reclaim)
             except Exception:
                 log.exception("power state sync failed")
 
@@ -204,6 +210,7 @@ class ComputeService:
             config_drive=drive, metadata_socket=socket_path if netns is None else None,
             allow_outbound=self.runtime.settings.compute.allow_guest_outbound,
             nics=nics, netns=netns,
+            rescue_image_id=server.image_id if server.vm_state == RESCUED else None,
         )
 
     def _plug(self, server_id: str) -> tuple[str | None, tuple[Nic, ...]]:
@@ -330,12 +337,16 @@ class ComputeService:
         with session_scope(self.runtime.sessions) as session:
             server = session.get(Server, server_id)
             if server is not None:
+                # nova keeps deleted instances: their actions, usage, `deleted=True` lists
                 finish_action(session, server_id, "delete")
-                session.delete(server)
+                finish_action(session, server_id, "forceDelete")
+                server.vm_state, server.task_state, server.power_state = DELETED, None, NOSTATE
+                server.host, server.host_ports, server.deleted_at = None, {}, utcnow()
         with self._guard:
             self._locks.pop(server_id, None)
 
-    def _snapshot(self, server_id: str, context: RequestContext, image_id: str) -> None:
+    def _snapshot(self, server_id: str, context: RequestContext, image_id: str,
+                  action: str = "createImage", after: Callable[[], None] | None = None) -> None:
         folder = self.runtime.settings.instances_path / "_snapshots"
         folder.mkdir(parents=True, exist_ok=True)
         dest = folder / f"{image_id}.part"
@@ -344,17 +355,25 @@ class ComputeService:
             if disk_format != "qcow2":
                 raise KumoError(f"the hypervisor wrote a {disk_format} snapshot; kumo "
                                 "registers snapshots as qcow2")
-            self._update(server_id, lambda s: setattr(s, "task_state", "image_uploading"))
+            uploading = "shelving_image_uploading" if action == "shelve" else "image_uploading"
+            self._update(server_id, lambda s: setattr(s, "task_state", uploading))
             self.images.upload_snapshot(context, image_id, dest)
+            if after is not None:
+                after()
         except Exception as exc:
             with contextlib.suppress(KumoError):
                 self.images.abandon_snapshot(context, image_id)
-            self._fail(server_id, "createImage", exc, to_error=False)
+            self._fail(server_id, action, exc, to_error=False)
             return
         finally:
             dest.unlink(missing_ok=True)
         self._update(server_id, lambda s: setattr(s, "task_state", None))
-        self._finish(server_id, "createImage")
+        self._finish(server_id, action)
+
+    def power_off_quietly(self, server_id: str) -> None:
+        """Power the guest off if this host has it (soft delete, shelve)."""
+        if self.hypervisor.status(server_id).state is not GuestState.MISSING:
+            self.hypervisor.power_off(server_id, graceful=True, timeout=60)
 
     def _refresh_forwards(self, server_id: str) -> None:
         agent: Any = self.runtime.services.get("network")
@@ -442,7 +461,8 @@ class ComputeService:
             running = {}
         redo: list[tuple[str, str]] = []
         with session_scope(self.runtime.sessions) as session:
-            known = {s.id: s for s in session.scalars(select(Server))}
+            known = {s.id: s for s in session.scalars(select(Server).where(
+                Server.vm_state != DELETED))}
             for server in known.values():
                 self._adopt_one(server, running.get(server.id), redo)
         for server_id in set(running) - set(known):
@@ -474,7 +494,10 @@ class ComputeService:
             return
         server.task_state = None
         if alive and status is not None:
+            kept = server.vm_state
             self._running(server, status)
+            if kept in (RESCUED, RESIZED, PAUSED_VM):  # still rescued, resized or paused
+                server.vm_state = kept
             log.info("adopted running guest of server %s", server.id)
         elif server.vm_state == ACTIVE:
             server.vm_state, server.power_state, server.host_ports = STOPPED, SHUTDOWN, {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from kumo.api.context import RequestContext
@@ -20,6 +20,11 @@ from kumo.compute.models import (
 
 MAC_ADDRESS = "52:54:00:12:34:56"  # QEMU user networking's default guest NIC
 FIXED_IP = "169.254.2.15"  # the first DHCP address of the 169.254.0.0/16 user network
+
+
+def aware(moment: datetime) -> datetime:
+    """SQLite hands datetimes back naive; kumo stores UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -51,7 +56,7 @@ def flavor_view(flavor: Flavor, base: str, version: Version, detail: bool = True
         "os-flavor-access:is_public": flavor.is_public, "OS-FLV-DISABLED:disabled": False,
     })
     if version >= (2, 61):
-        body["extra_specs"] = {}
+        body["extra_specs"] = dict(flavor.extra_specs or {})
     return body
 
 
@@ -94,9 +99,29 @@ def shown_metadata(server: Server) -> dict[str, str]:
     return meta
 
 
+_EXTENDED_PREFIXES = ("OS-EXT-", "OS-SRV-USG:", "os-extended-volumes:")
+_EXTENDED_KEYS = {"key_name", "security_groups", "config_drive", "host_status"}
+
+
 def server_view(server: Server, base: str, version: Version, context: RequestContext,
-                groups: list[str], *, detail: bool = True, show: bool = False) -> dict[str, Any]:
-    """GET /servers/{id} and each entry of /servers/detail (or the brief list form)."""
+                groups: list[str], *, detail: bool = True, show: bool = False,
+                basic: bool = False, server_groups: list[str] | None = None) -> dict[str, Any]:
+    """GET /servers/{id} and each entry of /servers/detail (or the brief list form).
+
+    `basic`: the shorter view nova answers PUT /servers/{id} and rebuild with before 2.75
+    (no extended attributes).
+    """
+    body = _server_view(server, base, version, context, groups, detail=detail, show=show,
+                        server_groups=server_groups)
+    if basic:
+        body = {k: v for k, v in body.items()
+                if not k.startswith(_EXTENDED_PREFIXES) and k not in _EXTENDED_KEYS}
+    return body
+
+
+def _server_view(server: Server, base: str, version: Version, context: RequestContext,
+                 groups: list[str], *, detail: bool, show: bool,
+                 server_groups: list[str] | None) -> dict[str, Any]:
     body: dict[str, Any] = {"id": server.id, "name": server.name,
                             "links": links(base, "servers", server.id)}
     if not detail:
@@ -110,17 +135,20 @@ def server_view(server: Server, base: str, version: Version, context: RequestCon
         "image": {"id": server.image_id, "links": links(base, "images", server.image_id)[1:]},
         "flavor": _flavor(server, base, version, context),
         "created": iso(server.created_at), "updated": iso(server.updated_at),
-        "addresses": addresses(server), "accessIPv4": "", "accessIPv6": "",
+        "addresses": addresses(server), "accessIPv4": server.access_ipv4 or "",
+        "accessIPv6": server.access_ipv6 or "",
         "OS-DCF:diskConfig": "MANUAL", "OS-EXT-AZ:availability_zone": server.availability_zone,
         "config_drive": "True" if server.config_drive else "", "key_name": server.key_name,
-        "OS-SRV-USG:launched_at": usec(server.launched_at), "OS-SRV-USG:terminated_at": None,
+        "OS-SRV-USG:launched_at": usec(server.launched_at),
+        "OS-SRV-USG:terminated_at": usec(server.deleted_at) if server.vm_state == "deleted"
+        else None,
         "security_groups": [{"name": name} for name in groups],
         "OS-EXT-STS:task_state": server.task_state, "OS-EXT-STS:vm_state": server.vm_state,
         "OS-EXT-STS:power_state": server.power_state,
         "os-extended-volumes:volumes_attached": [],
     })
-    if status in ("ACTIVE", "BUILD"):
-        body["progress"] = 100 if status == "ACTIVE" else 0
+    if status in ("ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE"):
+        body["progress"] = 100 if status in ("ACTIVE", "VERIFY_RESIZE") else 0
     if context.is_admin:
         body.update({"OS-EXT-SRV-ATTR:host": server.host,
                      "OS-EXT-SRV-ATTR:hypervisor_hostname": server.host,
@@ -147,9 +175,9 @@ def server_view(server: Server, base: str, version: Version, context: RequestCon
     if version >= (2, 63):
         body["trusted_image_certificates"] = None
     if version >= (2, 71) and show:
-        body["server_groups"] = []
+        body["server_groups"] = list(server_groups or [])
     if version >= (2, 73):
-        body["locked_reason"] = None
+        body["locked_reason"] = server.locked_reason
     if version >= (2, 96):
         body["pinned_availability_zone"] = None
     fault = fault_view(server, context)
@@ -162,7 +190,7 @@ def fault_view(server: Server, context: RequestContext) -> dict[str, Any] | None
     """nova shows faults of ERROR servers; kumo also of servers stopped by a crash."""
     if server.fault_message is None:
         return None
-    if server.vm_state != ERROR and server.power_state != 6:
+    if server.vm_state not in (ERROR, "deleted") and server.power_state != 6:
         return None
     fault: dict[str, Any] = {"code": server.fault_code or 500, "message": server.fault_message,
                              "created": iso(server.fault_created)}
@@ -174,11 +202,11 @@ def fault_view(server: Server, context: RequestContext) -> dict[str, Any] | None
 def _flavor(server: Server, base: str, version: Version, context: RequestContext) -> Any:
     if version < (2, 47):
         return {"id": server.flavor_id, "links": links(base, "flavors", server.flavor_id)[1:]}
-    swap: Any = server.swap_mb if server.swap_mb or version >= (2, 75) else ""
+    # nova embeds the instance's own flavor copy: swap is an integer here at every version
     flavor: dict[str, Any] = {"vcpus": server.vcpus, "ram": server.memory_mb,
                               "disk": server.root_gb, "ephemeral": server.ephemeral_gb,
-                              "swap": swap, "original_name": server.flavor_name}
-    flavor["extra_specs"] = {}
+                              "swap": server.swap_mb, "original_name": server.flavor_name,
+                              "extra_specs": dict(server.flavor_extra_specs or {})}
     return flavor
 
 

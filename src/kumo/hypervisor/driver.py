@@ -50,6 +50,8 @@ class GuestSpec:
     # `netns` unset the guest gets QEMU user-mode networking instead.
     nics: tuple[Nic, ...] = ()
     netns: str | None = None
+    # Rescue: boot this image's disk first, the server's own disk attached second.
+    rescue_image_id: str | None = None
 
 
 class GuestState(Enum):
@@ -104,3 +106,36 @@ class Hypervisor(Protocol):
 
     def adopt(self) -> dict[str, GuestStatus]:
         """After a restart of kumo: the guests still running on this host, by server id."""
+
+    # -- nova's other server actions (kumo.hypervisor.lifecycle) ---------------
+
+    def pause(self, server_id: str) -> None:
+        """Freeze the guest's vCPUs in memory (QMP stop)."""
+
+    def unpause(self, server_id: str) -> None:
+        """Let a paused guest run on (QMP cont)."""
+
+    def suspend(self, server_id: str) -> None:
+        """Save the guest's memory to disk and stop QEMU (libvirt's managed save)."""
+
+    def resume(self, spec: GuestSpec) -> GuestStatus:
+        """Start QEMU again from the saved memory: the guest runs on where it was."""
+
+    def rebuild(self, spec: GuestSpec, *, start: bool) -> GuestStatus:
+        """A new root disk from `spec.image_id` (the old one is gone); started if `start`."""
+
+    def resize(self, spec: GuestSpec, *, start: bool) -> GuestStatus:
+        """Stop, keep the disk for a revert, grow it to `spec.root_gb`, start with the new
+        vCPUs and RAM if `start`."""
+
+    def confirm_resize(self, server_id: str) -> None:
+        """Drop the disk kept for a revert."""
+
+    def revert_resize(self, spec: GuestSpec, *, start: bool) -> GuestStatus:
+        """Put the disk from before the resize back; start with the old flavor if `start`."""
+
+    def rescue(self, spec: GuestSpec) -> GuestStatus:
+        """Stop, then boot `spec.rescue_image_id` with the server's disk as the second disk."""
+
+    def unrescue(self, spec: GuestSpec) -> GuestStatus:
+        """Stop the rescue guest, drop its disk, boot the server's own disk again."""

@@ -41,6 +41,7 @@ from kumo.hypervisor.cache_manager import INSTANCE_RECORD, run_pass
 from kumo.hypervisor.driver import GuestSpec, GuestState, GuestStatus, PortForward
 from kumo.hypervisor.fetcher import ImageFetcher
 from kumo.hypervisor.imagecache import ImageCache
+from kumo.hypervisor.lifecycle import GuestLifecycle
 from kumo.hypervisor.qmp import QMPClient, QMPError
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def _tail(path: Path, lines: int = 5) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-class LocalHypervisor:
+class LocalHypervisor(GuestLifecycle):
     """This host's guests under QEMU, with nova's image cache under `instances/_base`."""
 
     def __init__(
@@ -188,13 +189,16 @@ class LocalHypervisor:
             return InsufficientStorage(f"disk full: {exc.message}")
         return exc
 
-    def _start(self, spec: GuestSpec, *, accel_args: Accel) -> GuestStatus:
+    def _start(self, spec: GuestSpec, *, accel_args: Accel, incoming: bool = False
+               ) -> GuestStatus:
         folder = self.folder(spec.server_id)
         try:
             record = json.loads((folder / INSTANCE_RECORD).read_text())
         except (OSError, ValueError):
             record = {}
-        args = qemu.build_args(spec, accel_args, disk_format=record.get("disk_format", "qcow2"))
+        args = qemu.build_args(spec, accel_args, disk_format=record.get("disk_format", "qcow2"),
+                               rescue_format=record.get("rescue_format", "qcow2"),
+                               incoming=incoming)
         for stale in (qemu.QMP_SOCKET, qemu.PID_FILE, FAULT_FILE):
             (folder / stale).unlink(missing_ok=True)
         started = time.monotonic()

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kumo.errors import BadRequest
+from kumo.errors import BadRequest, KumoError
 from kumo.hypervisor.accel import Accel
 from kumo.hypervisor.driver import GuestSpec, PortForward
 from kumo.process import require
@@ -29,6 +29,8 @@ VHOST_NET = "/dev/vhost-net"
 
 # Names of the files in a guest's folder.
 DISK = "disk"
+RESCUE_DISK = "disk.rescue"
+MEMORY_STATE = "memory.state"  # a suspended guest's RAM and devices (QEMU migration stream)
 CONSOLE_LOG = "console.log"
 QMP_SOCKET = "qmp.sock"
 PID_FILE = "pid"
@@ -107,6 +109,8 @@ def build_args(
     *,
     disk_format: str,
     qemu: str = QEMU,
+    rescue_format: str = "qcow2",
+    incoming: bool = False,
 ) -> list[str]:
     """The full QEMU command line for `spec` (paths relative to the guest's folder)."""
     if spec.vcpus < 1 or spec.memory_mb < 16:
@@ -136,11 +140,12 @@ def build_args(
         "-serial", "chardev:console",
         "-qmp", f"unix:{QMP_SOCKET},server=on,wait=off",
         "-pidfile", PID_FILE,
-        "-drive", f"file={DISK},if=none,id=root,format={disk_format},cache=writeback,discard=unmap",
-        "-device", "virtio-blk-pci,drive=root,bootindex=0",
+        *_disks(spec, disk_format, rescue_format),
         *nic_args(spec),
         "-device", "virtio-rng-pci",
     ]
+    if incoming:  # resume: QEMU waits for the saved state (`migrate-incoming`)
+        args += ["-incoming", "defer"]
     if spec.config_drive is not None:
         args += [
             "-drive",
@@ -148,6 +153,17 @@ def build_args(
             "-device", "ide-cd,drive=config,bus=ide.1",
         ]
     return args
+
+
+def _disks(spec: GuestSpec, disk_format: str, rescue_format: str) -> list[str]:
+    """The root disk; in rescue the rescue image's disk boots and the root disk is second."""
+    root = f"file={DISK},if=none,id=root,format={disk_format},cache=writeback,discard=unmap"
+    if spec.rescue_image_id is None:
+        return ["-drive", root, "-device", "virtio-blk-pci,drive=root,bootindex=0"]
+    return ["-drive", f"file={RESCUE_DISK},if=none,id=rescue,format={rescue_format},"
+            "cache=writeback",
+            "-device", "virtio-blk-pci,drive=rescue,bootindex=0",
+            "-drive", root, "-device", "virtio-blk-pci,drive=root,bootindex=1"]
 
 
 @dataclass
@@ -182,6 +198,17 @@ def launch(args: Sequence[str], folder: Path, netns: str | None = None) -> QemuP
             start_new_session=True,
         )
     return QemuProcess(popen.pid, popen)
+
+
+def version(qemu: str = QEMU) -> tuple[int, int, int]:
+    """QEMU's version from `--version` (os-hypervisors shows it); zeros when unknown."""
+    try:
+        out = subprocess.run([require(qemu, PACKAGE), "--version"], capture_output=True,
+                             text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired, KumoError):
+        return (0, 0, 0)
+    found = re.search(r"version (\d+)\.(\d+)\.(\d+)", out)
+    return (int(found[1]), int(found[2]), int(found[3])) if found else (0, 0, 0)
 
 
 def is_our_qemu(pid: int, server_id: str) -> bool:

@@ -128,12 +128,11 @@ def create_group(session: Session, context: RequestContext, body: Any) -> Securi
     if project != context.project_id:
         context.require_admin()
     if name == "default":
-        existing = session.scalar(select(SecurityGroup).where(
-            SecurityGroup.project_id == project, SecurityGroup.name == "default"))
-        if existing is not None:
-            raise Conflict("Default security group already exists.")
+        # Neutron makes every project's `default` group on first use: it always exists
+        ensure_default(session, project)
+        raise Conflict("Default security group already exists.")
     group = SecurityGroup(name=name, description=description, project_id=project,
-                          stateful=bool(spec.get("stateful", True)))
+                          stateful=_stateful(spec.get("stateful", True)))
     session.add(group)
     session.flush()
     for ethertype in ("IPv4", "IPv6"):  # Neutron gives every new group egress rules
@@ -157,14 +156,23 @@ def update_group(
                 raise BadRequest(f"Invalid input for {key}: a string of at most 255 characters")
             if key == "name" and group.name == "default" and value != "default":
                 raise Conflict("Cannot rename the default security group")
+            if key == "name" and value == "default" and group.name != "default":
+                raise Conflict("Default security group already exists.")
             setattr(group, key, value)
+    if "stateful" in spec:
+        stateful = _stateful(spec["stateful"])
+        if stateful != group.stateful and servers_using(session, group.id):
+            raise Conflict(f"Updating Security Group {group.id} stateful attribute is not "
+                           "allowed while it is in use.")
+        group.stateful = stateful
     group.revision_number += 1
     session.flush()
     return group
 
 
 def servers_using(session: Session, group_id: str) -> list[Server]:
-    return [s for s in session.scalars(select(Server)) if group_id in (s.security_group_ids or [])]
+    return [s for s in session.scalars(select(Server).where(Server.vm_state != "deleted"))
+            if group_id in (s.security_group_ids or [])]
 
 
 def delete_group(session: Session, context: RequestContext, group_id: str) -> None:
@@ -209,7 +217,8 @@ def create_rule(session: Session, context: RequestContext, body: Any) -> Securit
     if ethertype not in ("IPv4", "IPv6"):
         raise BadRequest(f"Invalid input for ethertype: {ethertype!r} is not IPv4 or IPv6")
     protocol = _protocol(spec.get("protocol"))
-    low, high = _ports(protocol, spec.get("port_range_min"), spec.get("port_range_max"))
+    low, high = _ports(canonical_protocol(protocol), spec.get("port_range_min"),
+                       spec.get("port_range_max"))
     prefix = _prefix(spec.get("remote_ip_prefix"), ethertype)
     remote_group = spec.get("remote_group_id")
     if remote_group is not None:
@@ -220,9 +229,11 @@ def create_rule(session: Session, context: RequestContext, body: Any) -> Securit
     if not isinstance(description, str) or len(description) > 255:
         raise BadRequest("Invalid input for description: a string of at most 255 characters")
     for rule in rules_of(session, group.id):
-        same = (rule.direction, rule.ethertype, rule.protocol, rule.port_range_min,
-                rule.port_range_max, rule.remote_ip_prefix, rule.remote_group_id)
-        if same == (direction, ethertype, protocol, low, high, prefix, remote_group):
+        same = (rule.direction, rule.ethertype, canonical_protocol(rule.protocol),
+                rule.port_range_min, rule.port_range_max, rule.remote_ip_prefix,
+                rule.remote_group_id)
+        if same == (direction, ethertype, canonical_protocol(protocol), low, high, prefix,
+                    remote_group):
             raise Conflict(f"Security group rule already exists. Rule id is {rule.id}.")
     rule = SecurityGroupRule(
         security_group_id=group.id, project_id=group.project_id, direction=direction,
@@ -251,7 +262,8 @@ def forwards_for(session: Session, server: Server) -> tuple[PortForward, ...]:
     rules = [r for r in rules if _forwardable(r)]
     rules.sort(key=lambda r: (r.port_range_max or 65535) - (r.port_range_min or 1))
     for rule in rules:
-        protocols = ("tcp", "udp") if rule.protocol in (None, "any") else (str(rule.protocol),)
+        name = canonical_protocol(rule.protocol)
+        protocols = ("tcp", "udp") if name in (None, "any") else (str(name),)
         low, high = rule.port_range_min or 1, rule.port_range_max or 65535
         preferred = [p for p in _PREFERRED_PORTS if low <= p <= high]
         for port in [*preferred, *range(low, min(high, low + MAX_FORWARDS) + 1)]:
@@ -264,11 +276,28 @@ def forwards_for(session: Session, server: Server) -> tuple[PortForward, ...]:
 def _forwardable(rule: SecurityGroupRule) -> bool:
     if rule.direction != "ingress" or rule.ethertype != "IPv4" or rule.remote_group_id:
         return False
-    if rule.protocol not in (None, "any", "tcp", "udp"):
+    if canonical_protocol(rule.protocol) not in (None, "any", "tcp", "udp"):
         return False
     if rule.remote_ip_prefix is None:
         return True
     return _LOCALHOST in ipaddress.ip_network(rule.remote_ip_prefix, strict=False)
+
+
+def _stateful(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise BadRequest(f"Invalid input for stateful. Reason: '{value}' is not a valid boolean "
+                     "value.")
+
+
+def canonical_protocol(protocol: str | None) -> str | None:
+    """A rule's protocol by name: Neutron stores what was sent ("17" stays "17") but
+    compares and enforces "17" and "udp" alike."""
+    if protocol is None:
+        return None
+    return _PROTOCOL_NAMES.get(protocol.lower(), protocol.lower())
 
 
 def _object(body: Any, key: str) -> dict[str, Any]:
@@ -279,40 +308,54 @@ def _object(body: Any, key: str) -> dict[str, Any]:
 
 
 def _protocol(value: Any) -> str | None:
+    """The protocol as given (Neutron keeps "17" as "17"), once it is a valid one."""
     if value is None:
         return None
     name = str(value).lower()
-    name = _PROTOCOL_NAMES.get(name, name)
-    if name in _PROTOCOLS:
+    if name in _PROTOCOLS or name in _PROTOCOL_NAMES:
         return name
     if name.isdigit() and 0 <= int(name) <= 255:
-        return name
+        return str(int(name))
     raise BadRequest(f"Security group rule protocol {value} not supported. Allowed values are "
                      "tcp, udp, icmp, ipv6-icmp, any and integer representations [0 to 255].")
 
 
+def _port_number(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"Invalid value for {what} {value}") from None
+
+
 def _ports(protocol: str | None, low: Any, high: Any) -> tuple[int | None, int | None]:
+    """Neutron's port range checks (its messages: tempest and users match on them)."""
     if low is None and high is None:
         return None, None
     if protocol in (None, "any"):
         raise BadRequest("Must also specify protocol if port range is given.")
-    try:
-        lo = None if low is None else int(low)
-        hi = None if high is None else int(high)
-    except (TypeError, ValueError):
-        raise BadRequest("Invalid port range: ports must be whole numbers") from None
-    if protocol in ("icmp", "ipv6-icmp"):  # type and code
-        for value in (lo, hi):
-            if value is not None and not 0 <= value <= 255:
-                raise BadRequest(f"Invalid value for ICMP type or code: {value}")
-        return lo, hi
-    if lo is None:
-        lo = hi
+    if protocol in ("icmp", "ipv6-icmp"):  # port_range_min/max are ICMP type and code
+        kind = _port_number(low, "ICMP type (port-range-min):")
+        code = _port_number(high, "ICMP code (port-range-max):")
+        if kind is not None and not 0 <= kind <= 255:
+            raise BadRequest(f"Invalid value for ICMP type (port-range-min): {kind}")
+        if code is not None and not 0 <= code <= 255:
+            raise BadRequest(f"Invalid value for ICMP code (port-range-max): {code}")
+        if kind is None and code is not None:
+            raise BadRequest(f"ICMP code (port-range-max) {code} is provided but ICMP type "
+                             "(port-range-min) is missing.")
+        return kind, code
+    lo, hi = _port_number(low, "port"), _port_number(high, "port")
+    for port in (lo, hi):
+        if port is not None and not 0 <= port <= 65535:
+            raise BadRequest(f"Invalid value for port {port}")
+    if lo == 0:
+        raise BadRequest("Invalid value for port 0")
+    if lo is None or (hi is not None and lo > hi):
+        raise BadRequest("For TCP/UDP protocols, port_range_min must be <= port_range_max")
     if hi is None:
         hi = lo
-    assert lo is not None and hi is not None
-    if not (1 <= lo <= 65535 and 1 <= hi <= 65535) or lo > hi:
-        raise BadRequest(f"Invalid port range {lo}:{hi}: need 1 <= min <= max <= 65535")
     return lo, hi
 
 
