@@ -27,6 +27,10 @@ class Guest:
     ports: dict[str, int] = field(default_factory=dict)
     console: list[str] = field(default_factory=list)
     fault: str | None = None
+    paused: bool = False
+    saved: bool = False  # suspended: memory on disk
+    backup: GuestSpec | None = None  # the spec (and disk) from before a resize
+    disk_image: str | None = None
 
 
 class FakeHypervisor:
@@ -111,6 +115,67 @@ class FakeHypervisor:
         return {sid: self._status(g) for sid, g in self.guests.items()
                 if g.state is GuestState.RUNNING}
 
+    # nova's other actions, kept as a guest would show them
+    def pause(self, server_id: str) -> None:
+        self.calls.append(("pause", server_id))
+        self._guest(server_id).paused = True
+
+    def unpause(self, server_id: str) -> None:
+        self.calls.append(("unpause", server_id))
+        self._guest(server_id).paused = False
+
+    def suspend(self, server_id: str) -> None:
+        self.calls.append(("suspend", server_id))
+        guest = self._guest(server_id)
+        guest.state, guest.ports, guest.saved = GuestState.SHUTOFF, {}, True
+
+    def resume(self, spec: GuestSpec) -> GuestStatus:
+        self.calls.append(("resume", spec.server_id))
+        guest = self._guest(spec.server_id)
+        assert guest.saved, "resume without saved memory"
+        guest.state, guest.saved = GuestState.RUNNING, False
+        self._forward(guest, spec.forwards)
+        return self._status(guest)
+
+    def rebuild(self, spec: GuestSpec, *, start: bool) -> GuestStatus:
+        self.calls.append(("rebuild", spec.server_id))
+        guest = self._guest(spec.server_id)
+        guest.spec, guest.disk_image = spec, spec.image_id
+        guest.state = GuestState.RUNNING if start else GuestState.SHUTOFF
+        self._forward(guest, spec.forwards if start else ())
+        return self._status(guest)
+
+    def resize(self, spec: GuestSpec, *, start: bool) -> GuestStatus:
+        self.calls.append(("resize", spec.server_id))
+        guest = self._guest(spec.server_id)
+        guest.backup, guest.spec = guest.spec, spec
+        guest.state = GuestState.RUNNING if start else GuestState.SHUTOFF
+        return self._status(guest)
+
+    def confirm_resize(self, server_id: str) -> None:
+        self.calls.append(("confirm_resize", server_id))
+        self._guest(server_id).backup = None
+
+    def revert_resize(self, spec: GuestSpec, *, start: bool) -> GuestStatus:
+        self.calls.append(("revert_resize", spec.server_id))
+        guest = self._guest(spec.server_id)
+        assert guest.backup is not None, "revert without a kept disk"
+        guest.spec, guest.backup = spec, None
+        guest.state = GuestState.RUNNING if start else GuestState.SHUTOFF
+        return self._status(guest)
+
+    def rescue(self, spec: GuestSpec) -> GuestStatus:
+        self.calls.append(("rescue", spec.server_id))
+        guest = self._guest(spec.server_id)
+        guest.spec, guest.state = spec, GuestState.RUNNING
+        return self._status(guest)
+
+    def unrescue(self, spec: GuestSpec) -> GuestStatus:
+        self.calls.append(("unrescue", spec.server_id))
+        guest = self._guest(spec.server_id)
+        guest.spec, guest.state = spec, GuestState.RUNNING
+        return self._status(guest)
+
     # test helpers: what happens outside kumo's control
     def kill(self, server_id: str, why: str = "QEMU was killed by signal 9") -> None:
         guest = self.guests[server_id]
@@ -167,3 +232,9 @@ class FakeImages:
     def abandon_snapshot(self, context: RequestContext, image_id: str) -> None:
         self.abandoned.append(image_id)
         self.images.pop(image_id, None)
+
+    def backups(self, context: RequestContext, server_id: str, backup_type: str) -> list[str]:
+        return [i.id for i in self.images.values()
+                if i.properties.get("instance_uuid") == server_id
+                and i.properties.get("image_type") == "backup"
+                and i.properties.get("backup_type") == backup_type]

@@ -66,7 +66,8 @@ def _matches(image: Image, query: dict[str, str]) -> bool:
     checks: dict[str, Callable[[], bool]] = {
         "name": lambda: image.name == query["name"],
         "status": lambda: _STATUS.get(image.status, "").lower() == query["status"].lower(),
-        "server": lambda: meta.get("instance_uuid", "").endswith(query["server"]),
+        "server": lambda: meta.get("instance_uuid") == query["server"].rstrip("/").rsplit(
+            "/", 1)[-1],
         "type": lambda: meta.get("image_type") == query["type"],
         "minRam": lambda: (image.min_ram or 0) >= int(query["minRam"]),
         "minDisk": lambda: (image.min_disk or 0) >= int(query["minDisk"]),
@@ -194,11 +195,17 @@ async def image_metadata_item(request: Request) -> Response:
     return JSONResponse({"meta": item})
 
 
+async def blank_id(request: Request) -> Response:
+    context_of(request)
+    raise NotFound("Image not found.")
+
+
 def routes(prefix: str) -> list[Route]:
     i = prefix + "/images"
     return [
         Route(i, list_images), Route(i + "/detail", list_images),
         Route(i + "/{id}", show_image), Route(i + "/{id}", delete_image, methods=["DELETE"]),
+        Route(i + "/", blank_id, methods=["GET", "DELETE"]),
         Route(i + "/{id}/metadata", image_metadata, methods=["GET", "POST", "PUT"]),
         Route(i + "/{id}/metadata/{key}", image_metadata_item,
               methods=["GET", "PUT", "DELETE"]),

@@ -14,7 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kumo.api.context import RequestContext
+from kumo.compute import quotas
 from kumo.compute.models import KeyPair
+from kumo.config import QuotaSettings
 from kumo.errors import BadRequest, Conflict, Forbidden, NotFound
 
 _NAME = re.compile(r"^[\w.@\- ]{1,255}$")
@@ -74,6 +76,26 @@ def generate(name: str) -> tuple[str, str]:
     return private, f"{public} {name}"
 
 
+def generate_x509(user_id: str) -> tuple[str, str]:
+    """A self-signed certificate and its RSA key, as nova's x509 key pairs (2.2)."""
+    import datetime
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user_id or "kumo")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=3650))
+            .sign(key, hashes.SHA256()))
+    private = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption()).decode()
+    return private, cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
 def create_keypair(
     session: Session,
     context: RequestContext,
@@ -83,10 +105,12 @@ def create_keypair(
     key_type: object = "ssh",
     user_id: str | None = None,
     allow_generate: bool = True,
+    quota: QuotaSettings | None = None,
 ) -> NewKeyPair:
     """Import `public_key`, or generate a pair when none is given (before 2.92)."""
     context.require_writer()
     owner = owner_of(context, user_id)
+    quotas.check_keypairs(session, quota or QuotaSettings(), context, owner)
     if not isinstance(name, str) or not _NAME.match(name) or name != name.strip():
         raise BadRequest(
             "Keypair data is invalid: name must be 1-255 letters, digits, spaces, '.', '@', "
@@ -98,9 +122,7 @@ def create_keypair(
     if public_key is None:
         if not allow_generate:
             raise BadRequest("Invalid input: 'public_key' is a required property")
-        if key_type != "ssh":
-            raise BadRequest("kumo generates ssh key pairs only; import an x509 certificate")
-        private, public_key = generate(name)
+        private, public_key = generate(name) if key_type == "ssh" else generate_x509(owner)
     if not isinstance(public_key, str):
         raise BadRequest("Invalid input for field/attribute public_key: expected a string")
     public, fingerprint = validate_public_key(public_key, key_type)

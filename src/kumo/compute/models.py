@@ -95,6 +95,7 @@ class Server(Base):
     locked: Mapped[bool] = mapped_column(default=False)
     locked_by: Mapped[str | None] = mapped_column(String(16), default=None)  # owner | admin
     locked_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    disk_config: Mapped[str] = mapped_column(String(8), default="MANUAL")  # OS-DCF
     access_ipv4: Mapped[str] = mapped_column(String(64), default="")
     access_ipv6: Mapped[str] = mapped_column(String(64), default="")
     # The flavor before a resize, until it is confirmed or reverted.

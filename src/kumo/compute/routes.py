@@ -21,6 +21,7 @@ from kumo.compute import (
     hosts,
     keypairs,
     quota_routes,
+    quotas,
     server_groups,
     servers,
     usage,
@@ -146,7 +147,8 @@ async def create_keypair(request: Request) -> Response:
     def work(session: Session, context: RequestContext) -> dict[str, Any]:
         new = keypairs.create_keypair(
             session, context, spec.get("name"), public_key=spec.get("public_key"),
-            key_type=key_type, user_id=user, allow_generate=mv < (2, 92))
+            key_type=key_type, user_id=user, allow_generate=mv < (2, 92),
+            quota=runtime_from(request).settings.quota)
         shown = views.keypair_view(new.record, mv)
         shown["user_id"] = new.record.user_id
         if new.private_key is not None:
@@ -206,7 +208,7 @@ async def create_server(request: Request) -> Response:
         return JSONResponse({"reservation_id": created.reservation_id}, status_code=202)
     first = created.servers[0].id
     shown = {"id": first, "links": views.links(base, "servers", first),
-             "OS-DCF:diskConfig": "MANUAL",
+             "OS-DCF:diskConfig": created.servers[0].disk_config,
              "security_groups": [{"name": ref} for ref in created.group_refs],
              "adminPass": created.admin_pass}
     return JSONResponse({"server": shown}, status_code=202,
@@ -299,7 +301,7 @@ def _invalidate(request: Request, server_id: str) -> None:
 
 
 async def server_metadata(request: Request) -> Response:
-    server_id = request.path_params["id"]
+    server_id, quota = request.path_params["id"], runtime_from(request).settings.quota
     body = await read_json(request) if request.method in ("POST", "PUT") else None
 
     def work(session: Session, context: RequestContext) -> dict[str, str]:
@@ -307,10 +309,12 @@ async def server_metadata(request: Request) -> Response:
         if body is None:
             return dict(server.meta or {})
         context.require_writer()
+        servers.check_unlocked(context, server)
         meta = body.get("metadata") if isinstance(body, dict) else None
         new = servers.check_metadata(meta)
-        server.meta = new if request.method == "PUT" else {**(server.meta or {}), **new}
-        servers.check_metadata(server.meta)
+        merged = new if request.method == "PUT" else {**(server.meta or {}), **new}
+        quotas.check_metadata(session, quota, server.project_id, len(merged))
+        server.meta = merged
         return dict(server.meta)
 
     meta = await in_session(request, work)
@@ -321,6 +325,7 @@ async def server_metadata(request: Request) -> Response:
 
 async def server_metadata_item(request: Request) -> Response:
     server_id, key = request.path_params["id"], request.path_params["key"]
+    quota = runtime_from(request).settings.quota
     body = await read_json(request) if request.method == "PUT" else None
 
     def work(session: Session, context: RequestContext) -> dict[str, str] | None:
@@ -341,6 +346,7 @@ async def server_metadata_item(request: Request) -> Response:
         if not isinstance(item, dict) or len(item) != 1 or key not in item:
             raise BadRequest("Request body and URI mismatch")
         meta.update(servers.check_metadata(item))
+        quotas.check_metadata(session, quota, server.project_id, len(meta))
         server.meta = servers.check_metadata(meta)
         return {key: meta[key]}
 

@@ -136,6 +136,7 @@ async def rebuild(request: Request, in_session: InSession, compute: ComputeServi
             server.meta = meta
         server.access_ipv4, server.access_ipv6 = servers.access_ips(
             spec, server.access_ipv4, server.access_ipv6)
+        server.disk_config = servers.disk_config(spec, server.disk_config)
         if "description" in spec:
             server.description = servers.description_of(spec, mv)
         if mv >= (2, 54) and "key_name" in spec:
@@ -195,6 +196,7 @@ async def resize(request: Request, in_session: InSession, compute: ComputeServic
         check_bootable(image, flavor.ram, flavor.disk)
         quotas.check_resize(session, quota, context, flavor.vcpus - server.vcpus,
                             flavor.ram - server.memory_mb)
+        server.disk_config = servers.disk_config(spec, server.disk_config)
         server.old_flavor = flavor_of(server)
         server.flavor_id, server.flavor_name = flavor.id, flavor.name
         server.vcpus, server.memory_mb, server.root_gb = flavor.vcpus, flavor.ram, flavor.disk

@@ -177,7 +177,7 @@ def create_server(session: Session, context: RequestContext, body: Any, version:
             config_drive=_boolean(spec.get("config_drive", False), "config_drive"),
             meta=meta, security_group_ids=[g.id for g in groups],
             description=description_of(spec, version), tags=_tags(spec, version),
-            access_ipv4=access_v4, access_ipv6=access_v6,
+            access_ipv4=access_v4, access_ipv6=access_v6, disk_config=disk_config(spec),
             reservation_id=created.reservation_id, launch_index=index,
             vm_state=BUILDING, task_state="scheduling",
         )
@@ -215,6 +215,15 @@ def _counts(spec: dict[str, Any]) -> tuple[int, int]:
     return values["min_count"], values["max_count"]
 
 
+def disk_config(spec: dict[str, Any], current: str = "MANUAL") -> str:
+    """OS-DCF:diskConfig: AUTO (grow the root partition) or MANUAL, kept on the server."""
+    value = spec.get("OS-DCF:diskConfig", current)
+    if value not in ("AUTO", "MANUAL"):
+        raise BadRequest(f"Invalid input for field/attribute OS-DCF:diskConfig. Value: "
+                         f"{value}. {value!r} is not one of ['AUTO', 'MANUAL']")
+    return str(value)
+
+
 def access_ips(spec: dict[str, Any], v4: str = "", v6: str = "") -> tuple[str, str]:
     """accessIPv4/accessIPv6 as nova validates them (empty clears)."""
     for key, version in (("accessIPv4", 4), ("accessIPv6", 6)):
@@ -225,11 +234,15 @@ def access_ips(spec: dict[str, Any], v4: str = "", v6: str = "") -> tuple[str, s
             value = ""
         else:
             try:
-                if not isinstance(value, str) or ipaddress.ip_address(value).version != version:
+                if not isinstance(value, str):
+                    raise ValueError(value)
+                address = ipaddress.ip_address(value)
+                if address.version != version:
                     raise ValueError(value)
             except ValueError:
                 raise BadRequest(f"Invalid input for field/attribute {key}. Value: {value}. "
                                  f"{value!r} is not a 'ipv{version}'") from None
+            value = str(address)  # nova stores the canonical form
         if version == 4:
             v4 = value
         else:
@@ -301,9 +314,7 @@ def check_metadata(meta: Any) -> dict[str, str]:
         if key.startswith(RESERVED_META_PREFIX):
             raise BadRequest(f"Metadata keys starting with {RESERVED_META_PREFIX!r} are "
                              "kumo's own (it shows the SSH forward there)")
-    if len(meta) > 128:
-        raise BadRequest("Quota exceeded for metadata items: at most 128")
-    return dict(meta)
+    return dict(meta)  # how many: the metadata_items quota (kumo.compute.quotas)
 
 
 def description_of(spec: dict[str, Any], version: Version) -> str | None:
@@ -380,6 +391,8 @@ def list_servers(session: Session, context: RequestContext, query: dict[str, str
     else:
         stmt = stmt.where(Server.project_id == context.project_id)
     since, before = _time_filter(query, "changes-since"), _time_filter(query, "changes-before")
+    if since is not None:  # kumo keeps times to the second: a change within it counts
+        since = since.replace(microsecond=0)
     if since and before and since > before:
         raise BadRequest("The value of changes-since must be less than or equal to "
                          "changes-before.")
@@ -540,6 +553,7 @@ def update_server(session: Session, context: RequestContext, server_id: str, bod
         server.description = description_of(spec, version)
     server.access_ipv4, server.access_ipv6 = access_ips(spec, server.access_ipv4,
                                                         server.access_ipv6)
+    server.disk_config = disk_config(spec, server.disk_config)
     if "hostname" in spec:
         hostname = spec["hostname"]
         if not isinstance(hostname, str) or not (

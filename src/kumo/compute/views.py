@@ -116,6 +116,10 @@ def server_view(server: Server, base: str, version: Version, context: RequestCon
     if basic:
         body = {k: v for k, v in body.items()
                 if not k.startswith(_EXTENDED_PREFIXES) and k not in _EXTENDED_KEYS}
+        if "addresses" in body:  # without the extended address attributes too
+            body["addresses"] = {net: [{"version": a["version"], "addr": a["addr"]}
+                                       for a in entries]
+                                 for net, entries in body["addresses"].items()}
     return body
 
 
@@ -137,7 +141,8 @@ def _server_view(server: Server, base: str, version: Version, context: RequestCo
         "created": iso(server.created_at), "updated": iso(server.updated_at),
         "addresses": addresses(server), "accessIPv4": server.access_ipv4 or "",
         "accessIPv6": server.access_ipv6 or "",
-        "OS-DCF:diskConfig": "MANUAL", "OS-EXT-AZ:availability_zone": server.availability_zone,
+        "OS-DCF:diskConfig": server.disk_config,
+        "OS-EXT-AZ:availability_zone": server.availability_zone,
         "config_drive": "True" if server.config_drive else "", "key_name": server.key_name,
         "OS-SRV-USG:launched_at": usec(server.launched_at),
         "OS-SRV-USG:terminated_at": usec(server.deleted_at) if server.vm_state == "deleted"

@@ -90,6 +90,9 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("flavor_extra_specs", sa.JSON(), nullable=False, server_default="{}")
         )
+        batch_op.add_column(
+            sa.Column("disk_config", sa.String(length=8), nullable=False, server_default="MANUAL")
+        )
         batch_op.add_column(sa.Column("locked_by", sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column("locked_reason", sa.Text(), nullable=True))
         batch_op.add_column(
@@ -127,6 +130,7 @@ def downgrade() -> None:
         batch_op.drop_column("access_ipv4")
         batch_op.drop_column("locked_reason")
         batch_op.drop_column("locked_by")
+        batch_op.drop_column("disk_config")
         batch_op.drop_column("flavor_extra_specs")
 
     with op.batch_alter_table("flavors", schema=None) as batch_op:
