@@ -138,3 +138,25 @@ def test_deleted_servers_changes_since_and_markers(api: TestClient,
                    headers=admin_headers).status_code == 404
     for bad in ("limit=-1", "limit=abc"):
         assert api.get(f"{V}/servers?{bad}", headers=admin_headers).status_code == 400
+
+
+def test_ips_password_and_the_servers_groups(api: TestClient, admin_headers: dict[str, str],
+                                             compute: ComputeService) -> None:
+    sid = boot(api, admin_headers, compute)["id"]
+    ips = api.get(f"{V}/servers/{sid}/ips", headers=admin_headers).json()["addresses"]
+    network, entries = next(iter(ips.items()))
+    assert entries and set(entries[0]) == {"version", "addr"}
+    one = api.get(f"{V}/servers/{sid}/ips/{network}", headers=admin_headers).json()
+    assert one == {network: entries}
+    assert api.get(f"{V}/servers/{sid}/ips/nowhere", headers=admin_headers).status_code == 404
+    assert api.get(f"{V}/servers/{sid}/os-server-password",
+                   headers=admin_headers).json() == {"password": ""}
+    groups = api.get(f"{V}/servers/{sid}/os-security-groups", headers=admin_headers).json()
+    assert [g["name"] for g in groups["security_groups"]] == ["default"]
+    made = api.post(f"{V}/os-security-groups", json={"security_group": {
+        "name": "proxied", "description": "via nova"}}, headers=admin_headers)
+    assert made.status_code == 200
+    gid = made.json()["security_group"]["id"]
+    assert api.get(f"/network/v2.0/security-groups/{gid}", headers=admin_headers).json()[
+        "security_group"]["description"] == "via nova"
+    assert api.delete(f"{V}/os-security-groups/{gid}", headers=admin_headers).status_code == 202

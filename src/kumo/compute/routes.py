@@ -22,6 +22,7 @@ from kumo.compute import (
     keypairs,
     quota_routes,
     quotas,
+    server_extras,
     server_groups,
     servers,
     usage,
@@ -411,6 +412,7 @@ def build_app(runtime: Runtime) -> Starlette:
         *cache_routes(),
         *flavor_extras.routes(v), *server_groups.routes(v), *quota_routes.routes(v),
         *hosts.routes(v), *usage.routes(v), *image_routes(v),
+        *server_extras.routes(v),
     ]
     app = part_app(runtime, routes, ErrorShape.COMPUTE)
     app.add_middleware(MicroversionMiddleware)

@@ -1,0 +1,123 @@
+"""Small per-server compute routes: addresses (`/ips`), the server password, the server's
+security groups, and nova's security group proxy (`/os-security-groups`, below 2.36)
+over Neutron's groups in `kumo.network.secgroups`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from kumo.api.context import RequestContext
+from kumo.api.http import read_json
+from kumo.api.parts import in_session
+from kumo.compute import servers, views
+from kumo.compute.microversion import version_of
+from kumo.errors import BadRequest, NotFound
+from kumo.network import secgroups
+from kumo.network.models import SecurityGroup, SecurityGroupRule
+
+
+async def server_ips(request: Request) -> Response:
+    server_id, network = request.path_params["id"], request.path_params.get("network")
+    found = await in_session(request, lambda s, c: views.addresses(
+        servers.get_server(s, c, server_id)))
+    shown = {net: [{"version": a["version"], "addr": a["addr"]} for a in entries]
+             for net, entries in found.items()}
+    if network is None:
+        return JSONResponse({"addresses": shown})
+    if network not in shown:
+        raise NotFound("Instance is not a member of specified network")
+    return JSONResponse({network: shown[network]})
+
+
+async def server_password(request: Request) -> Response:
+    """Guests post no password to kumo's metadata service: nova's answer is then ""."""
+    server_id = request.path_params["id"]
+    await in_session(request, lambda s, c: servers.get_server(s, c, server_id))
+    if request.method == "DELETE":
+        return Response(status_code=204)
+    return JSONResponse({"password": ""})
+
+
+def _rule_view(rule: SecurityGroupRule) -> dict[str, Any]:
+    low, high = rule.port_range_min, rule.port_range_max
+    return {"id": rule.id, "parent_group_id": rule.security_group_id,
+            "ip_protocol": secgroups.canonical_protocol(rule.protocol),
+            "from_port": -1 if low is None else low, "to_port": -1 if high is None else high,
+            "ip_range": {"cidr": rule.remote_ip_prefix} if rule.remote_ip_prefix else {},
+            "group": {}}
+
+
+def _group_view(session: Session, group: SecurityGroup) -> dict[str, Any]:
+    rules = [r for r in secgroups.rules_of(session, group.id) if r.direction == "ingress"]
+    return {"id": group.id, "name": group.name, "description": group.description,
+            "tenant_id": group.project_id, "rules": [_rule_view(r) for r in rules]}
+
+
+async def server_groups_of(request: Request) -> Response:
+    server_id = request.path_params["id"]
+
+    def work(session: Session, context: RequestContext) -> list[dict[str, Any]]:
+        server = servers.get_server(session, context, server_id)
+        found = [session.get(SecurityGroup, g) for g in server.security_group_ids or []]
+        return [_group_view(session, g) for g in found if g is not None]
+
+    return JSONResponse({"security_groups": await in_session(request, work)})
+
+
+def _proxy_allowed(request: Request) -> None:
+    if version_of(request) >= (2, 36):
+        raise NotFound("The resource could not be found.")
+
+
+async def proxy_groups(request: Request) -> Response:
+    _proxy_allowed(request)
+    if request.method == "GET":
+        return JSONResponse({"security_groups": await in_session(request, lambda s, c: [
+            _group_view(s, g) for g in secgroups.list_groups(s, c, {})])})
+    body = await read_json(request)
+    spec = body.get("security_group") if isinstance(body, dict) else None
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) \
+            or not spec["name"].strip():
+        raise BadRequest("Security group name is required")
+    payload = {"security_group": {"name": spec["name"],
+                                  "description": spec.get("description", "")}}
+    shown = await in_session(request, lambda s, c: _group_view(
+        s, secgroups.create_group(s, c, payload)))
+    return JSONResponse({"security_group": shown})
+
+
+async def proxy_group(request: Request) -> Response:
+    _proxy_allowed(request)
+    group_id = request.path_params["id"]
+
+    def work(session: Session, context: RequestContext) -> dict[str, Any] | None:
+        try:
+            group = secgroups.get_group(session, context, group_id)
+        except NotFound:
+            raise NotFound(f"Security group {group_id} not found.") from None
+        if request.method == "DELETE":
+            secgroups.delete_group(session, context, group.id)
+            return None
+        return _group_view(session, group)
+
+    shown = await in_session(request, work)
+    if shown is None:
+        return Response(status_code=202)
+    return JSONResponse({"security_group": shown})
+
+
+def routes(prefix: str) -> list[Route]:
+    s = prefix + "/servers/{id}"
+    return [
+        Route(s + "/ips", server_ips), Route(s + "/ips/{network}", server_ips),
+        Route(s + "/os-server-password", server_password, methods=["GET", "DELETE"]),
+        Route(s + "/os-security-groups", server_groups_of),
+        Route(prefix + "/os-security-groups", proxy_groups, methods=["GET", "POST"]),
+        Route(prefix + "/os-security-groups/{id}", proxy_group, methods=["GET", "DELETE"]),
+    ]
