@@ -160,3 +160,20 @@ def test_ips_password_and_the_servers_groups(api: TestClient, admin_headers: dic
     assert api.get(f"/network/v2.0/security-groups/{gid}", headers=admin_headers).json()[
         "security_group"]["description"] == "via nova"
     assert api.delete(f"{V}/os-security-groups/{gid}", headers=admin_headers).status_code == 202
+
+
+def test_server_tags(api: TestClient, admin_headers: dict[str, str],
+                     compute: ComputeService) -> None:
+    sid = boot(api, admin_headers, compute)["id"]
+    url, headers = f"{V}/servers/{sid}/tags", mv(admin_headers, "2.26")
+    assert api.put(url, json={"tags": ["a", "b"]}, headers=headers).json() == {"tags": ["a", "b"]}
+    assert api.put(url + "/c", headers=headers).status_code == 201
+    assert api.put(url + "/c", headers=headers).status_code == 204
+    assert api.get(url + "/c", headers=headers).status_code == 204
+    assert api.delete(url + "/a", headers=headers).status_code == 204
+    assert api.get(url + "/a", headers=headers).status_code == 404
+    assert api.get(url, headers=headers).json() == {"tags": ["b", "c"]}
+    assert api.delete(url, headers=headers).status_code == 204
+    assert api.get(url, headers=headers).json() == {"tags": []}
+    assert api.put(url + "/x,y", headers=headers).status_code == 400
+    assert api.get(url, headers=admin_headers).status_code == 404  # before 2.26

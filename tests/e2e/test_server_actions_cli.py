@@ -7,46 +7,67 @@ a file written to its disk) or on the host (QEMU's process, the guest's folder).
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
-from tests.conftest import KumoProcess
+from tests.conftest import KumoProcess, password_token
 from tests.e2e.test_compute_cli import KUMO, allow_ssh, as_json, qemu_running, run
+from tests.guests import SSH_OPTIONS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.guest, pytest.mark.slow]
 NAME = "e2e-actions"
 
 
-def ssh(kumo: KumoProcess, key: Path, command: str, timeout: float = 180) -> str:
-    """Run `command` in the guest (retrying while it boots); its output."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        result = run(kumo, "server", "ssh", NAME, "-i", str(key), "--", "-o", "BatchMode=yes",
-                     "-o", "ConnectTimeout=5", command, program=KUMO, check=False,
-                     timeout=60)
-        if result.returncode == 0:
-            return result.stdout
-        last = result.stderr
-        time.sleep(2)
-    raise AssertionError(f"no SSH into {NAME} within {timeout}s: {last}")
+class Api:
+    """Polls kumo's compute API directly (an `openstack server show` per poll costs seconds
+    of CLI start-up on a busy machine); the actions themselves go through the CLI."""
 
+    def __init__(self, kumo: KumoProcess) -> None:
+        self.client = httpx.Client(base_url=kumo.url, timeout=30)
+        token = password_token(self.client, "admin", kumo.password, "admin")
+        self.client.headers.update({"X-Auth-Token": token,
+                                    "OpenStack-API-Version": "compute 2.96"})
 
-def wait(kumo: KumoProcess, status: str, timeout: float = 300) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    shown: dict[str, object] = {}
-    while time.monotonic() < deadline:
-        shown = as_json(kumo, "server", "show", NAME)
-        if shown["status"] == status and not shown.get("OS-EXT-STS:task_state"):
-            return shown
-        if shown["status"] == "ERROR":
-            break
-        time.sleep(1)
-    raise AssertionError(f"{NAME} did not reach {status}: {shown.get('status')} "
-                         f"{shown.get('fault')}")
+    def server(self, server_id: str) -> dict[str, Any]:
+        answer = self.client.get(f"/compute/v2.1/servers/{server_id}")
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json()["server"])
+
+    def wait(self, server_id: str, status: str, timeout: float = 300) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        shown: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            shown = self.server(server_id)
+            if shown["status"] == status and not shown.get("OS-EXT-STS:task_state"):
+                return shown
+            if shown["status"] == "ERROR":
+                break
+            time.sleep(0.5)
+        raise AssertionError(f"{NAME} did not reach {status}: {shown.get('status')} "
+                             f"{shown.get('fault')}")
+
+    def ssh(self, server_id: str, key: Path, command: str, timeout: float = 180) -> str:
+        """Run `command` in the guest as `tiny` (retrying while it boots); its output."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            endpoint = self.server(server_id)["metadata"].get("kumo:ssh", "")
+            if endpoint:
+                port = endpoint.rsplit(":", 1)[1]
+                result = subprocess.run(
+                    ["ssh", "-i", str(key), "-p", port, *SSH_OPTIONS, "tiny@127.0.0.1",
+                     command], capture_output=True, text=True, timeout=60, check=False)
+                if result.returncode == 0:
+                    return result.stdout
+                last = result.stderr
+            time.sleep(1)
+        raise AssertionError(f"no SSH into {NAME} within {timeout}s: {last}")
 
 
 def qemu_state(kumo: KumoProcess, server_id: str) -> str:
@@ -89,60 +110,63 @@ def _actions(kumo: KumoProcess, key: Path, bigger: str) -> None:
     server = as_json(kumo, "server", "create", "--image", "e2e-tiny", "--flavor", "m1.tiny",
                      "--key-name", "e2e-actions-key", "--wait", NAME)
     sid = str(server["id"])
+    api = Api(kumo)
+
     folder = kumo.data_dir / "instances" / sid
-    ssh(kumo, key, "echo before-rebuild | sudo tee /marker && sync")
+    api.ssh(sid, key, "echo before-rebuild | sudo tee /marker && sync")
 
     # pause: the vCPUs stop in QEMU; unpause: the same guest runs on
     run(kumo, "server", "pause", NAME)
-    wait(kumo, "PAUSED")
+    api.wait(sid, "PAUSED")
     assert qemu_state(kumo, sid) == "paused"
     run(kumo, "server", "unpause", NAME)
-    wait(kumo, "ACTIVE")
-    uptime = float(ssh(kumo, key, "cut -d' ' -f1 /proc/uptime"))
+    api.wait(sid, "ACTIVE")
+    uptime = float(api.ssh(sid, key, "cut -d' ' -f1 /proc/uptime"))
 
     # suspend: memory saved to disk, QEMU gone; resume: the guest goes on where it was
     run(kumo, "server", "suspend", NAME)
-    wait(kumo, "SUSPENDED")
+    api.wait(sid, "SUSPENDED")
     assert not qemu_running(sid) and (folder / "memory.state").is_file()
     run(kumo, "server", "resume", NAME)
-    wait(kumo, "ACTIVE")
-    assert float(ssh(kumo, key, "cut -d' ' -f1 /proc/uptime")) >= uptime  # not rebooted
+    api.wait(sid, "ACTIVE")
+    assert float(api.ssh(sid, key, "cut -d' ' -f1 /proc/uptime")) >= uptime  # not rebooted
     assert not (folder / "memory.state").exists()
 
     # rebuild: a new disk from the image, the file written before is gone
-    run(kumo, "server", "rebuild", "--image", "e2e-tiny", "--wait", NAME)
-    wait(kumo, "ACTIVE")
-    assert ssh(kumo, key, "cat /marker 2>/dev/null || echo fresh").strip() == "fresh"
+    run(kumo, "server", "rebuild", "--image", "e2e-tiny", NAME)
+    api.wait(sid, "ACTIVE")
+    assert api.ssh(sid, key, "cat /marker 2>/dev/null || echo fresh").strip() == "fresh"
 
     # resize: more RAM and a bigger disk, confirmed
-    memory = int(ssh(kumo, key, "grep MemTotal /proc/meminfo").split()[1])
+    memory = int(api.ssh(sid, key, "grep MemTotal /proc/meminfo").split()[1])
     run(kumo, "server", "resize", "--flavor", bigger, NAME)
-    wait(kumo, "VERIFY_RESIZE")
-    assert int(ssh(kumo, key, "grep MemTotal /proc/meminfo").split()[1]) > memory + 100_000
-    assert int(ssh(kumo, key, "cat /sys/block/vda/size")) * 512 == 2 * 1024**3
+    api.wait(sid, "VERIFY_RESIZE")
+    assert int(api.ssh(sid, key, "grep MemTotal /proc/meminfo").split()[1]) > memory + 100_000
+    assert int(api.ssh(sid, key, "cat /sys/block/vda/size")) * 512 == 2 * 1024**3
     run(kumo, "server", "resize", "confirm", NAME)
-    shown = wait(kumo, "ACTIVE")
+    shown = api.wait(sid, "ACTIVE")
     assert shown["flavor"] and not (folder / "disk.resize-orig").exists()
 
     # rescue: the rescue image boots, the server's own disk is the second disk
-    ssh(kumo, key, "echo kept | sudo tee /marker && sync")
+    api.ssh(sid, key, "echo kept | sudo tee /marker && sync")
     run(kumo, "server", "rescue", NAME)
-    wait(kumo, "RESCUE")
+    api.wait(sid, "RESCUE")
     assert (folder / "disk.rescue").is_file()
-    assert ssh(kumo, key, "test -e /sys/block/vdb && echo two-disks").strip() == "two-disks"
+    assert api.ssh(sid, key, "test -e /sys/block/vdb && echo two-disks").strip() == "two-disks"
     run(kumo, "server", "unrescue", NAME)
-    wait(kumo, "ACTIVE")
-    assert ssh(kumo, key, "test -e /sys/block/vdb || echo one-disk").strip() == "one-disk"
-    ssh(kumo, key, "sync")
+    api.wait(sid, "ACTIVE")
+    assert api.ssh(sid, key, "test -e /sys/block/vdb || echo one-disk").strip() == "one-disk"
+    api.ssh(sid, key, "sync")
 
     # shelve: snapshot, then the guest leaves the host; unshelve boots the snapshot
     run(kumo, "server", "shelve", NAME)
-    wait(kumo, "SHELVED_OFFLOADED")
+    api.wait(sid, "SHELVED_OFFLOADED")
     assert not qemu_running(sid) and not folder.exists()
-    shelved = [i for i in as_json(kumo, "image", "list") if i["Name"] == f"{NAME}-shelved"]
-    assert shelved and shelved[0]["Status"] == "active"
+    shelved = [i for i in api.client.get("/image/v2/images").json()["images"]
+               if i["name"] == f"{NAME}-shelved"]
+    assert shelved and shelved[0]["status"] == "active"
     run(kumo, "server", "unshelve", NAME)
-    wait(kumo, "ACTIVE")
-    assert ssh(kumo, key, "cat /marker").strip() == "kept"
-    names = [i["Name"] for i in as_json(kumo, "image", "list")]
+    api.wait(sid, "ACTIVE")
+    assert api.ssh(sid, key, "cat /marker").strip() == "kept"
+    names = [i["name"] for i in api.client.get("/image/v2/images").json()["images"]]
     assert f"{NAME}-shelved" not in names  # deleted once the server runs again

@@ -162,6 +162,9 @@ async def rebuild(request: Request, in_session: InSession, compute: ComputeServi
 
             shown["security_groups"] = [{"name": n} for n in group_names(session, server)]
             shown.pop("OS-EXT-SRV-ATTR:user_data", None)
+        if mv >= (2, 54):  # rebuild's view gained key_name (2.54) and user_data (2.57)
+            shown["key_name"] = server.key_name
+        if mv >= (2, 57):
             shown["user_data"] = None if server.user_data is None else \
                 base64.b64encode(server.user_data).decode()
         shown["adminPass"] = admin_pass

@@ -1,5 +1,5 @@
-"""Small per-server compute routes: addresses (`/ips`), the server password, the server's
-security groups, and nova's security group proxy (`/os-security-groups`, below 2.36)
+"""Small per-server compute routes: addresses (`/ips`), the server password, tags, the
+server's security groups, and nova's security group proxy (`/os-security-groups`, below 2.36)
 over Neutron's groups in `kumo.network.secgroups`.
 """
 
@@ -112,12 +112,67 @@ async def proxy_group(request: Request) -> Response:
     return JSONResponse({"security_group": shown})
 
 
+def _check_tag(tag: Any) -> str:
+    if not isinstance(tag, str) or not 1 <= len(tag) <= 60 or "/" in tag or "," in tag:
+        raise BadRequest(f"Invalid tag {tag!r}: 1-60 characters, no '/' or ','")
+    return tag
+
+
+async def server_tags(request: Request) -> Response:
+    """/servers/{id}/tags[/{tag}] (2.26): list, replace, clear, check, add, remove."""
+    if version_of(request) < (2, 26):
+        raise NotFound("The resource could not be found.")
+    server_id, tag = request.path_params["id"], request.path_params.get("tag")
+    body = await read_json(request) if request.method == "PUT" and tag is None else None
+
+    def work(session: Session, context: RequestContext) -> list[str] | bool | None:
+        server = servers.get_server(session, context, server_id)
+        tags = list(server.tags or [])
+        if request.method == "GET":
+            if tag is not None and tag not in tags:
+                raise NotFound(f"Tag {tag} not found for instance {server_id}")
+            return tags
+        context.require_writer()
+        servers.check_unlocked(context, server)
+        if tag is None:
+            if request.method == "DELETE":
+                server.tags = []
+                return None
+            wanted = body.get("tags") if isinstance(body, dict) else None
+            if not isinstance(wanted, list) or len(wanted) > 50:
+                raise BadRequest("Invalid input: 'tags' must be a list of at most 50 tags")
+            server.tags = list(dict.fromkeys(_check_tag(t) for t in wanted))
+            return list(server.tags)
+        if request.method == "DELETE":
+            if tag not in tags:
+                raise NotFound(f"Tag {tag} not found for instance {server_id}")
+            server.tags = [t for t in tags if t != tag]
+            return None
+        if tag in tags:
+            return False
+        if len(tags) >= 50:
+            raise BadRequest("Instance has too many tags (at most 50)")
+        server.tags = [*tags, _check_tag(tag)]
+        return True
+
+    found = await in_session(request, work)
+    if request.method == "GET" and tag is not None:
+        return Response(status_code=204)
+    if isinstance(found, list):
+        return JSONResponse({"tags": found})
+    if found is True:  # a new tag: 201 with its location; an existing one: 204
+        return Response(status_code=201, headers={"Location": str(request.url)})
+    return Response(status_code=204)
+
+
 def routes(prefix: str) -> list[Route]:
     s = prefix + "/servers/{id}"
     return [
         Route(s + "/ips", server_ips), Route(s + "/ips/{network}", server_ips),
         Route(s + "/os-server-password", server_password, methods=["GET", "DELETE"]),
         Route(s + "/os-security-groups", server_groups_of),
+        Route(s + "/tags", server_tags, methods=["GET", "PUT", "DELETE"]),
+        Route(s + "/tags/{tag}", server_tags, methods=["GET", "PUT", "DELETE"]),
         Route(prefix + "/os-security-groups", proxy_groups, methods=["GET", "POST"]),
         Route(prefix + "/os-security-groups/{id}", proxy_group, methods=["GET", "DELETE"]),
     ]
