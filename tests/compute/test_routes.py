@@ -216,3 +216,11 @@ def test_server_metadata(api: TestClient, admin_headers: dict[str, str],
     assert api.delete(f"{url}/role", headers=admin_headers).status_code == 204
     assert api.get(f"{url}/role", headers=admin_headers).status_code == 404
     assert show(api, admin_headers, sid)["metadata"] == {"tier": "1"}
+
+
+def test_extensions_list_novas_names(api: TestClient, admin_headers: dict[str, str]) -> None:
+    listed = api.get(f"{V}/extensions", headers=admin_headers).json()["extensions"]
+    assert {"Hosts", "Shelve", "ServerGroups"} <= {e["name"] for e in listed}
+    one = api.get(f"{V}/extensions/os-rescue", headers=admin_headers).json()["extension"]
+    assert one["name"] == "Rescue"
+    assert api.get(f"{V}/extensions/nope", headers=admin_headers).status_code == 404

@@ -16,6 +16,7 @@ from kumo.api.errors import Flavor as ErrorShape
 from kumo.api.http import read_json
 from kumo.api.parts import in_session, part_app, runtime_from
 from kumo.compute import (
+    extensions,
     flavor_extras,
     flavors,
     hosts,
@@ -412,7 +413,7 @@ def build_app(runtime: Runtime) -> Starlette:
         *cache_routes(),
         *flavor_extras.routes(v), *server_groups.routes(v), *quota_routes.routes(v),
         *hosts.routes(v), *usage.routes(v), *image_routes(v),
-        *server_extras.routes(v),
+        *server_extras.routes(v), *extensions.routes(v),
     ]
     app = part_app(runtime, routes, ErrorShape.COMPUTE)
     app.add_middleware(MicroversionMiddleware)
