@@ -85,6 +85,27 @@ def snapshot_facts(session: Session, server: Server, context: RequestContext,
     return properties, server.root_gb, min_ram
 
 
+async def reserve_image(in_session: Any, compute: ComputeService, context: RequestContext,
+                        action: str, name: str | None, extra: dict[str, str]) -> str:
+    """Register the queued image a snapshot (createImage, createBackup, shelve) goes into,
+    then mark the server busy with `action`; the image's id."""
+    properties, min_disk, min_ram = await in_session(
+        lambda s, srv: snapshot_facts(s, srv, context, compute, action))
+    properties.update(extra)
+    if name is None:  # shelve: nova names the snapshot after the server
+        name = await in_session(lambda s, srv: f"{srv.name}-shelved")
+    # The image is registered (queued) before the server is marked busy, in its own
+    # transaction: SQLite allows one writer, and the client reads the image at once.
+    image_id: str = await run_in_threadpool(
+        compute.images.reserve_snapshot, context, name, "qcow2", properties, min_disk, min_ram)
+    try:
+        await in_session(lambda s, srv: servers.begin_action(s, context, srv, action))
+    except KumoError:
+        await run_in_threadpool(compute.images.abandon_snapshot, context, image_id)
+        raise
+    return image_id
+
+
 async def _console(in_session: Any, compute: ComputeService, server_id: str,
                    args: Any) -> Response:
     length = args.get("length") if isinstance(args, dict) else None
@@ -116,18 +137,7 @@ async def _create_image(request: Request, in_session: Any, compute: ComputeServi
                                               for k, v in extra.items()):
         raise BadRequest("Invalid input for field/attribute metadata: string values required")
 
-    properties, min_disk, min_ram = await in_session(
-        lambda s, srv: snapshot_facts(s, srv, context, compute, "createImage"))
-    properties.update(extra)
-    # The image is registered (queued) before the server is marked busy, in its own
-    # transaction: SQLite allows one writer, and the client reads the image at once.
-    image_id = await run_in_threadpool(
-        compute.images.reserve_snapshot, context, name, "qcow2", properties, min_disk, min_ram)
-    try:
-        await in_session(lambda s, srv: servers.begin_action(s, context, srv, "createImage"))
-    except KumoError:
-        await run_in_threadpool(compute.images.abandon_snapshot, context, image_id)
-        raise
+    image_id = await reserve_image(in_session, compute, context, "createImage", name, extra)
     compute.submit_snapshot(server_id, context, image_id)
     location = f"{runtime_from(request).settings.base_url}/image/v2/images/{image_id}"
     if version_of(request) >= (2, 45):

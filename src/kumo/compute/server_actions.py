@@ -13,13 +13,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from kumo.api.context import RequestContext
 from kumo.api.parts import runtime_from
 from kumo.compute import quotas, server_groups, servers, views
+from kumo.compute.actions import reserve_image
 from kumo.compute.flavor_extras import visible_flavor
 from kumo.compute.images import check_bootable
 from kumo.compute.keypairs import get_keypair
@@ -28,7 +28,7 @@ from kumo.compute.microversion import version_of
 from kumo.compute.models import ACTIVE, ERROR, STOPPED, Server
 from kumo.compute.service import ComputeService
 from kumo.db.base import utcnow
-from kumo.errors import BadRequest, Forbidden, KumoError, NotFound
+from kumo.errors import BadRequest, Forbidden, NotFound
 from kumo.network import secgroups
 
 InSession = Callable[[Callable[[Session, Server], Any]], Awaitable[Any]]
@@ -239,8 +239,6 @@ async def rescue(request: Request, in_session: InSession, compute: ComputeServic
 
 async def create_backup(request: Request, in_session: InSession, compute: ComputeService,
                         context: RequestContext, server_id: str, args: Any) -> Response:
-    from kumo.compute.actions import snapshot_facts
-
     spec = _args(args, "createBackup")
     name, kind, rotation = spec.get("name"), spec.get("backup_type"), spec.get("rotation")
     if not isinstance(name, str) or not name.strip() or len(name) > 255:
@@ -254,16 +252,8 @@ async def create_backup(request: Request, in_session: InSession, compute: Comput
     extra = spec.get("metadata", {})
     if not isinstance(extra, dict) or not all(isinstance(v, str) for v in extra.values()):
         raise BadRequest("Invalid input for field/attribute metadata: string values")
-    properties, min_disk, min_ram = await in_session(
-        lambda s, srv: snapshot_facts(s, srv, context, compute, "createBackup"))
-    properties.update(image_type="backup", backup_type=kind, **extra)
-    image_id = await run_in_threadpool(
-        compute.images.reserve_snapshot, context, name, "qcow2", properties, min_disk, min_ram)
-    try:
-        await in_session(lambda s, srv: servers.begin_action(s, context, srv, "createBackup"))
-    except KumoError:
-        await run_in_threadpool(compute.images.abandon_snapshot, context, image_id)
-        raise
+    image_id = await reserve_image(in_session, compute, context, "createBackup", name,
+                                   {"image_type": "backup", "backup_type": kind, **extra})
     compute.submit_backup(server_id, context, image_id, kind, rotation)
     if version_of(request) >= (2, 45):
         return JSONResponse({"image_id": image_id}, status_code=202)
@@ -273,18 +263,7 @@ async def create_backup(request: Request, in_session: InSession, compute: Comput
 
 async def shelve(request: Request, in_session: InSession, compute: ComputeService,
                  context: RequestContext, server_id: str, args: Any) -> Response:
-    from kumo.compute.actions import snapshot_facts
-
-    properties, min_disk, min_ram = await in_session(
-        lambda s, srv: snapshot_facts(s, srv, context, compute, "shelve"))
-    name = await in_session(lambda s, srv: f"{srv.name}-shelved")
-    image_id = await run_in_threadpool(
-        compute.images.reserve_snapshot, context, name, "qcow2", properties, min_disk, min_ram)
-    try:
-        await in_session(lambda s, srv: servers.begin_action(s, context, srv, "shelve"))
-    except KumoError:
-        await run_in_threadpool(compute.images.abandon_snapshot, context, image_id)
-        raise
+    image_id = await reserve_image(in_session, compute, context, "shelve", None, {})
     compute.submit_shelve(server_id, context, image_id)
     return Response(status_code=202)
 
