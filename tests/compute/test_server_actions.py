@@ -234,3 +234,5 @@ def test_add_and_remove_security_group(api: TestClient, admin_headers: dict[str,
     assert [g["name"] for g in show(api, admin_headers, sid)["security_groups"]] == ["default"]
     assert act(api, admin_headers, sid, {"removeSecurityGroup": {"name": "web"}}) \
         .status_code == 400
+    act(api, admin_headers, sid, {"removeSecurityGroup": {"name": "default"}})
+    assert "security_groups" not in show(api, admin_headers, sid)  # nova leaves it out

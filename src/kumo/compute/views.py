@@ -147,11 +147,12 @@ def _server_view(server: Server, base: str, version: Version, context: RequestCo
         "OS-SRV-USG:launched_at": usec(server.launched_at),
         "OS-SRV-USG:terminated_at": usec(server.deleted_at) if server.vm_state == "deleted"
         else None,
-        "security_groups": [{"name": name} for name in groups],
         "OS-EXT-STS:task_state": server.task_state, "OS-EXT-STS:vm_state": server.vm_state,
         "OS-EXT-STS:power_state": server.power_state,
         "os-extended-volumes:volumes_attached": [],
     })
+    if groups:  # nova leaves the key out for a server in no security group
+        body["security_groups"] = [{"name": name} for name in groups]
     if status in ("ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE"):
         body["progress"] = 100 if status in ("ACTIVE", "VERIFY_RESIZE") else 0
     if context.is_admin:
