@@ -8,7 +8,8 @@ DEB_PACKAGES := python3 python3-venv python3-dev gcc qemu-system-x86 qemu-utils 
 	fdisk mmdebstrap grub-pc-bin busybox-static dropbear-bin socat cpio zstd xz-utils \
 	ca-certificates openssh-client genisoimage postgresql-15 \
 	swift swift-proxy swift-account swift-container swift-object memcached \
-	dnsmasq-base nftables conntrack passt apt-cacher-ng iproute2 iputils-ping netcat-openbsd curl
+	dnsmasq-base nftables conntrack passt apt-cacher-ng iproute2 iputils-ping netcat-openbsd curl \
+	chromium chromium-driver fonts-dejavu-core
 PYTEST_ARGS ?=
 # tempest in a virtual environment of its own (`make conformance`; `make test` runs the fast selections).
 TEMPEST_VENV ?= .conformance/venv

@@ -119,6 +119,15 @@ class QuotaSettings:
 
 
 @dataclass
+class ConsoleSettings:
+    """nova.conf `[console]` and `[consoleauth]`: the websocket consoles' checks."""
+
+    # Hosts (besides the one a request names) whose pages may open a console websocket.
+    allowed_origins: list[str] = field(default_factory=list)
+    token_ttl: int = 600  # seconds a console URL stays usable (once)
+
+
+@dataclass
 class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     host: str = "127.0.0.1"
@@ -133,6 +142,7 @@ class Settings:
     network: NetworkSettings = field(default_factory=NetworkSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     quota: QuotaSettings = field(default_factory=QuotaSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @property
     def db_url(self) -> str:
@@ -182,6 +192,8 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "metadata": ("metadata.mtu", "metadata.dns_nameservers"),
     "network": tuple(f"network.{name}" for name in NetworkSettings.__dataclass_fields__),
     "quota": tuple(f"quota.{name}" for name in QuotaSettings.__dataclass_fields__),
+    "console": ("console.allowed_origins",),
+    "consoleauth": ("console.token_ttl",),
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -294,6 +306,9 @@ def _check(settings: Settings, path: Path) -> None:
         low = -1 if name == "manager_interval" else 0
         if value < low:
             raise ConfigError(f"{path}: [image_cache] {name}: {value} is below {low}")
+    if settings.console.token_ttl < 1:
+        raise ConfigError(f"{path}: [consoleauth] token_ttl: {settings.console.token_ttl} "
+                          "is below 1")
     subdir = settings.image_cache.subdirectory_name
     if not subdir or "/" in subdir or subdir in (".", ".."):
         raise ConfigError(

@@ -8,6 +8,7 @@ is CRASHED), so the compute logic is exercised without booting QEMU.
 from __future__ import annotations
 
 import itertools
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ class FakeHypervisor:
         self.fail_spawn: str | None = None  # message of the KumoError spawn raises
         self.calls: list[tuple[str, str]] = []
         self.snapshots: list[Path] = []
+        self.console_dir: Path | None = None
         self._ports = itertools.count(40000)
         self._lock = threading.Lock()
 
@@ -100,6 +102,14 @@ class FakeHypervisor:
     def console_log(self, server_id: str, length: int | None = None) -> str:
         lines = self._guest(server_id).console
         return "\n".join(lines[-length:] if length else lines) + "\n"
+
+    def console_socket(self, server_id: str, kind: str) -> Path:
+        """Where a test may serve the guest's `vnc` or `serial` socket (short: AF_UNIX)."""
+        if server_id not in self.guests:
+            raise NotFound(f"server {server_id} is not on this host")
+        if self.console_dir is None:
+            self.console_dir = Path(tempfile.mkdtemp(prefix="kumo-console-"))
+        return self.console_dir / f"{server_id[:8]}-{kind}.sock"
 
     def set_forwards(self, server_id: str, forwards: tuple[PortForward, ...]) -> dict[str, int]:
         self.calls.append(("set_forwards", server_id))

@@ -47,7 +47,10 @@ def test_size_console_monitor_and_smbios() -> None:
     ]
     assert option(args, "-uuid") == [UUID]
     assert option(args, "-serial") == ["chardev:console"]
-    assert "file,id=console,path=console.log,append=on" in option(args, "-chardev")
+    # ttyS0 on a unix socket for the console relay, logged to console.log all along
+    assert ("socket,id=console,path=serial.sock,server=on,wait=off,logfile=console.log,"
+            "logappend=on") in option(args, "-chardev")
+    assert option(args, "-vnc") == ["unix:vnc.sock"] and "VGA" in option(args, "-device")
     assert option(args, "-qmp") == ["unix:qmp.sock,server=on,wait=off"]
     assert "file=disk,if=none,id=root,format=qcow2" in option(args, "-drive")[0]
     assert "virtio-blk-pci,drive=root,bootindex=0" in option(args, "-device")

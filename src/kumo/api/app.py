@@ -10,7 +10,8 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Match, Mount, Route
+from starlette.types import ASGIApp, Scope
 
 from kumo.runtime import Runtime
 
@@ -22,6 +23,22 @@ PREFIXES = {
 }
 
 
+class PagesMount(Mount):
+    """The dashboard at `/`, leaving the API prefixes alone: `/image` (no slash) must
+    still reach Starlette's redirect to `/image/` (clients' version discovery)."""
+
+    RESERVED = frozenset(p.strip("/") for p in (*PREFIXES.values(), "/console", "/healthcheck"))
+
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__("/", app=app)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        first = scope.get("path", "/").lstrip("/").split("/", 1)[0]
+        if first in self.RESERVED:
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
 async def healthcheck(_request: Request) -> Response:
     return PlainTextResponse("OK")
 
@@ -30,6 +47,8 @@ def create_app(runtime: Runtime) -> Starlette:
     """The whole API as one ASGI app, with `runtime` on `app.state`."""
     from kumo.api.request_id import RequestIdMiddleware
     from kumo.compute.routes import build_app as compute_app
+    from kumo.console.routes import build_app as console_app
+    from kumo.dashboard.app import build_app as dashboard_app
     from kumo.identity.middleware import TokenMiddleware
     from kumo.identity.routes import build_app as identity_app
     from kumo.image.routes import build_app as image_app
@@ -42,10 +61,13 @@ def create_app(runtime: Runtime) -> Starlette:
             Mount(PREFIXES["image"], app=image_app(runtime)),
             Mount(PREFIXES["compute"], app=compute_app(runtime)),
             Mount(PREFIXES["network"], app=network_app(runtime)),
+            Mount("/console", app=console_app(runtime)),
         ],
         middleware=[Middleware(RequestIdMiddleware), Middleware(TokenMiddleware, runtime=runtime)],
     )
     app.state.runtime = runtime
+    # Last: the web pages take every path the APIs above do not.
+    app.router.routes.append(PagesMount(dashboard_app(runtime, app)))
     return app
 
 

@@ -15,6 +15,8 @@ from kumo.compute import servers
 from kumo.compute.microversion import version_of
 from kumo.compute.models import Server
 from kumo.compute.service import ComputeService, compute_of
+from kumo.console.nova import ACTIONS as CONSOLE_ACTIONS
+from kumo.console.nova import console_action
 from kumo.db.engine import session_scope
 from kumo.errors import BadRequest, Conflict, KumoError
 
@@ -63,6 +65,8 @@ async def server_action(request: Request, server_id: str, body: Any) -> Response
         return Response(status_code=202)
     if name == "os-getConsoleOutput":
         return await _console(in_session, compute, server_id, args)
+    if name in CONSOLE_ACTIONS:
+        return await console_action(request, server_id, name, args)
     if name == "createImage":
         return await _create_image(request, in_session, compute, context, server_id, args)
     raise BadRequest(f"There is no such action: {name}")

@@ -35,6 +35,7 @@ from kumo.compute.microversion import MAX_VERSION, MIN_VERSION, MicroversionMidd
 from kumo.compute.microversion import version_of as microversion
 from kumo.compute.models import InstanceAction, Server
 from kumo.compute.service import compute_of
+from kumo.console.nova import create_remote_console
 from kumo.errors import BadRequest, NotFound
 from kumo.hypervisor.routes import routes as cache_routes
 from kumo.network.models import SecurityGroup
@@ -409,6 +410,7 @@ def build_app(runtime: Runtime) -> Starlette:
         Route(v + "/servers/{id}/metadata/{key}", server_metadata_item,
               methods=["GET", "PUT", "DELETE"]),
         Route(v + "/servers/{id}/os-instance-actions", instance_actions),
+        Route(v + "/servers/{id}/remote-consoles", create_remote_console, methods=["POST"]),
         Route(v + "/servers/{id}/os-instance-actions/{request_id}", instance_actions),
         *cache_routes(),
         *flavor_extras.routes(v), *server_groups.routes(v), *quota_routes.routes(v),

@@ -98,6 +98,9 @@ class Hypervisor(Protocol):
     def console_log(self, server_id: str, length: int | None = None) -> str:
         """The serial console output; the last `length` lines when given."""
 
+    def console_socket(self, server_id: str, kind: str) -> Path:
+        """The unix socket of the guest's `vnc` screen or `serial` port (may not exist)."""
+
     def set_forwards(self, server_id: str, forwards: tuple[PortForward, ...]) -> dict[str, int]:
         """Replace the running guest's host forwards (security-group change)."""
 

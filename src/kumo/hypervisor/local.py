@@ -157,6 +157,8 @@ class LocalHypervisor(GuestLifecycle):
                     made = self.cache.create_disk(spec.image_id, disk, spec.root_gb)
                     record = {"image_id": spec.image_id, "disk_format": made.format,
                               "base": str(made.base)}
+                    if made.cdrom is not None:
+                        record["cdrom"] = str(made.cdrom)
                     (folder / INSTANCE_RECORD).write_text(json.dumps(record))
             except ToolError as exc:
                 raise self._storage_error(exc) from None
@@ -196,10 +198,12 @@ class LocalHypervisor(GuestLifecycle):
             record = json.loads((folder / INSTANCE_RECORD).read_text())
         except (OSError, ValueError):
             record = {}
+        cdrom = Path(record["cdrom"]) if record.get("cdrom") else None
         args = qemu.build_args(spec, accel_args, disk_format=record.get("disk_format", "qcow2"),
                                rescue_format=record.get("rescue_format", "qcow2"),
-                               incoming=incoming)
-        for stale in (qemu.QMP_SOCKET, qemu.PID_FILE, FAULT_FILE):
+                               incoming=incoming, cdrom=cdrom)
+        for stale in (qemu.QMP_SOCKET, qemu.VNC_SOCKET, qemu.SERIAL_SOCKET, qemu.PID_FILE,
+                      FAULT_FILE):
             (folder / stale).unlink(missing_ok=True)
         started = time.monotonic()
         log_size = (folder / qemu.STDERR_LOG).stat().st_size if (
@@ -396,6 +400,13 @@ class LocalHypervisor(GuestLifecycle):
             lines = text.splitlines(keepends=True)
             text = "".join(lines[-length:]) if length > 0 else ""
         return text
+
+    def console_socket(self, server_id: str, kind: str) -> Path:
+        """The unix socket of the guest's `vnc` screen or `serial` port (may not exist)."""
+        names = {"vnc": qemu.VNC_SOCKET, "serial": qemu.SERIAL_SOCKET}
+        if kind not in names:
+            raise NotFound(f"no {kind} console")
+        return self.folder(server_id) / names[kind]
 
     def set_forwards(self, server_id: str, forwards: tuple[PortForward, ...]) -> dict[str, int]:
         """Replace the running guest's host forwards (security-group change)."""

@@ -33,6 +33,8 @@ RESCUE_DISK = "disk.rescue"
 MEMORY_STATE = "memory.state"  # a suspended guest's RAM and devices (QEMU migration stream)
 CONSOLE_LOG = "console.log"
 QMP_SOCKET = "qmp.sock"
+VNC_SOCKET = "vnc.sock"  # the VGA screen, relayed by kumo.console behind a token
+SERIAL_SOCKET = "serial.sock"  # ttyS0 in and out, relayed by kumo.console too
 PID_FILE = "pid"
 STDERR_LOG = "qemu.log"
 
@@ -111,6 +113,7 @@ def build_args(
     qemu: str = QEMU,
     rescue_format: str = "qcow2",
     incoming: bool = False,
+    cdrom: Path | None = None,
 ) -> list[str]:
     """The full QEMU command line for `spec` (paths relative to the guest's folder)."""
     if spec.vcpus < 1 or spec.memory_mb < 16:
@@ -131,19 +134,33 @@ def build_args(
         "-smp", str(spec.vcpus),
         "-no-user-config", "-nodefaults",
         "-display", "none",
+        # The screen and the first serial port on unix sockets in the guest's folder
+        # (never a TCP port): only kumo's console relay reaches them, behind a token.
+        "-device", "VGA",
+        "-vnc", f"unix:{VNC_SOCKET}",
         # The guest powering off leaves QEMU paused in "shutdown", so a QEMU that
         # disappears was always killed or crashed: status can tell the two apart.
         "-no-shutdown",
         "-smbios", smbios,
-        # append=on: the console log survives stop/start, as nova's console.log.
-        "-chardev", f"file,id=console,path={CONSOLE_LOG},append=on",
+        # QEMU logs what the guest writes whether or not a viewer is connected;
+        # logappend=on: the console log survives stop/start, as nova's console.log.
+        "-chardev", f"socket,id=console,path={SERIAL_SOCKET},server=on,wait=off,"
+                    f"logfile={CONSOLE_LOG},logappend=on",
         "-serial", "chardev:console",
         "-qmp", f"unix:{QMP_SOCKET},server=on,wait=off",
         "-pidfile", PID_FILE,
-        *_disks(spec, disk_format, rescue_format),
+        *_disks(spec, disk_format, rescue_format, cdrom is not None),
         *nic_args(spec),
         "-device", "virtio-rng-pci",
     ]
+    if cdrom is not None:
+        # An ISO image is the CD-ROM and boots first, as under nova (the image is the
+        # root device); what it installs on the blank disk boots from a snapshot.
+        boot = 2 if spec.rescue_image_id is not None else 0
+        args += [
+            "-drive", f"file={_opt(cdrom)},if=none,id=cdrom,media=cdrom,readonly=on,format=raw",
+            "-device", f"ide-cd,drive=cdrom,bus=ide.0,bootindex={boot}",
+        ]
     if incoming:  # resume: QEMU waits for the saved state (`migrate-incoming`)
         args += ["-incoming", "defer"]
     if spec.config_drive is not None:
@@ -155,11 +172,14 @@ def build_args(
     return args
 
 
-def _disks(spec: GuestSpec, disk_format: str, rescue_format: str) -> list[str]:
-    """The root disk; in rescue the rescue image's disk boots and the root disk is second."""
+def _disks(spec: GuestSpec, disk_format: str, rescue_format: str,
+           after_cd: bool = False) -> list[str]:
+    """The root disk; in rescue the rescue image's disk boots and the root disk is second.
+    `after_cd`: an ISO image's CD-ROM boots first (see build_args)."""
     root = f"file={DISK},if=none,id=root,format={disk_format},cache=writeback,discard=unmap"
     if spec.rescue_image_id is None:
-        return ["-drive", root, "-device", "virtio-blk-pci,drive=root,bootindex=0"]
+        index = 1 if after_cd else 0
+        return ["-drive", root, "-device", f"virtio-blk-pci,drive=root,bootindex={index}"]
     return ["-drive", f"file={RESCUE_DISK},if=none,id=rescue,format={rescue_format},"
             "cache=writeback",
             "-device", "virtio-blk-pci,drive=rescue,bootindex=0",
