@@ -23,7 +23,8 @@ from kumo.imagebuild import BUILD_STEPS, BUILDERS, builder_for
 @app.command("build")
 def build(
     kind: Annotated[str, typer.Argument(help=f"What to build: {', '.join(BUILDERS)}.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="The qcow2 file to write.")],
+    output: Annotated[Path, typer.Option("-o", "--output",
+                                         help="The file to write (qcow2; an ISO for installer).")],
     rebuild: Annotated[
         bool, typer.Option("--rebuild", help="Build from the packages even if cached.")
     ] = False,
@@ -43,11 +44,12 @@ def build(
         typer.echo(f"kumo: {exc.message}", err=True)
         raise typer.Exit(1) from None
     origin = "from the cache" if result.cached else "built"
-    size = human_size(result.sizes.get("qcow2", output.stat().st_size))
-    typer.echo(f"{result.path}: {size} qcow2 ({origin}, key {result.cache_key}) "
+    fmt = result.disk_format
+    size = human_size(result.sizes.get(fmt, output.stat().st_size))
+    typer.echo(f"{result.path}: {size} {fmt} ({origin}, key {result.cache_key}) "
                f"in {result.seconds:.1f} s", err=True)
     properties = " ".join(f"--property {k}={v}" for k, v in result.properties.items())
-    typer.echo(f"Upload with: kumo image create --disk-format qcow2 --file {result.path} "
+    typer.echo(f"Upload with: kumo image create --disk-format {fmt} --file {result.path} "
                f"{properties} NAME", err=True)
     typer.echo(json.dumps({"path": str(result.path), "cached": result.cached,
                            "properties": result.properties}))

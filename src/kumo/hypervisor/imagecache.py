@@ -62,6 +62,12 @@ class InstanceDisk:
     path: Path
     format: str  # "qcow2" overlay or a full copy
     base: Path
+    cdrom: Path | None = None  # an ISO image: the installer CD next to a blank disk
+
+
+def qemu_format(disk_format: str) -> str:
+    """What qemu-img calls a Glance disk_format (an ISO is raw bytes to QEMU)."""
+    return "raw" if disk_format == "iso" else disk_format
 
 
 def _fallocate_keep_size(path: Path, size: int) -> None:
@@ -200,7 +206,7 @@ class ImageCache:
             fetched = self.fetcher.fetch(image_id, part)
             verify_download(part, fetched, image_id)
             check_format(part, fetched.disk_format)
-            fmt = fetched.disk_format
+            fmt = qemu_format(fetched.disk_format)
             if self.settings.force_raw_images and fmt != "raw":
                 qemuimg.convert(part, fmt, converted, "raw")
                 qemuimg.check_safe(converted, "raw")
@@ -251,6 +257,8 @@ class ImageCache:
         base_path = self.base_path(image_id)
         with self.locked(base_path.name):
             base = self._ensure_base_locked(image_id, base_path)
+            if self.read_meta(base_path.name).get("disk_format") == "iso":
+                return self._blank_disk(base, disk, root_gb)
             size = root_gb * GiB if root_gb else base.virtual_size
             if size < base.virtual_size:
                 raise BadRequest(
@@ -278,3 +286,21 @@ class ImageCache:
             finally:
                 tmp.unlink(missing_ok=True)
             return result
+
+    def _blank_disk(self, base: BaseImage, disk: Path, root_gb: int) -> InstanceDisk:
+        """nova's boot from an ISO: the image is the CD, the root disk a blank one of the
+        flavor's size (the installer writes the system there)."""
+        if not root_gb:
+            raise BadRequest("Booting from an ISO image needs a flavor with a root disk "
+                             "(disk > 0): the installer writes the system to it")
+        tmp = disk.with_name(disk.name + ".part")
+        try:
+            qemuimg.create(tmp, "qcow2", root_gb * GiB)
+            os.replace(tmp, disk)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise InsufficientStorage(f"disk full while creating {disk}") from None
+            raise
+        finally:
+            tmp.unlink(missing_ok=True)
+        return InstanceDisk(disk, "qcow2", base.path, cdrom=base.path)

@@ -44,6 +44,7 @@ class BuildResult:
     seconds: float
     sizes: dict[str, int] = field(default_factory=dict)  # "raw", "qcow2": bytes on disk
     properties: dict[str, str] = field(default_factory=dict)  # Glance properties to set
+    disk_format: str = "qcow2"  # what to upload it as
 
 
 class Builder(Protocol):
@@ -56,10 +57,11 @@ class Builder(Protocol):
 BUILDERS: dict[str, str] = {
     "tiny": "kumo.imagebuild.tiny:build",
     "debian": "kumo.imagebuild.debian:build",
+    "installer": "kumo.imagebuild.installer:build",
 }
 
 # How many steps each builder reports (for a progress bar's total); unknown = None.
-BUILD_STEPS: dict[str, int] = {"tiny": 7, "debian": 5}
+BUILD_STEPS: dict[str, int] = {"tiny": 7, "debian": 5, "installer": 8}
 
 
 def builder_for(kind: str) -> Builder:

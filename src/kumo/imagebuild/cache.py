@@ -18,6 +18,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import ClassVar
 
 
 def default_root() -> Path:
@@ -47,8 +48,11 @@ class BuildCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or default_root()
 
+    # What each kind's build is, when not a qcow2 disk.
+    SUFFIXES: ClassVar[dict[str, str]] = {"installer": ".iso"}
+
     def path(self, kind: str, key: str) -> Path:
-        return self.root / f"{kind}-{key}.qcow2"
+        return self.root / f"{kind}-{key}{self.SUFFIXES.get(kind, '.qcow2')}"
 
     def lookup(self, kind: str, key: str) -> Path | None:
         """The cached image for these inputs, if one was built."""
