@@ -196,3 +196,38 @@ def test_a_used_base_is_touched(tmp_path: Path, fetcher: FakeFetcher) -> None:
     cache.create_disk("img", tmp_path / "disk", 1)
     assert base.path.stat().st_mtime == 1_000_500.0
     assert fetcher.calls == ["img"]
+
+
+def make_iso(path: Path) -> Path:
+    """A small real ISO 9660 image (pycdlib, as the config drive)."""
+    import io
+
+    import pycdlib
+
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=4, vol_ident="INSTALL")
+    data = b"installer payload\n"
+    iso.add_fp(io.BytesIO(data), len(data), "/PAYLOAD.;1")
+    iso.write(str(path))
+    iso.close()
+    return path
+
+
+@pytest.mark.parametrize("force_raw", [True, False])
+def test_an_iso_boots_as_a_cd_next_to_a_blank_disk(tmp_path: Path, fetcher: FakeFetcher,
+                                                   force_raw: bool) -> None:
+    fetcher.add("iso", make_iso(tmp_path / "inst.iso"), "iso")
+    cache = cache_of(tmp_path, fetcher, force_raw_images=force_raw)
+    made = cache.create_disk("iso", tmp_path / "disk", 1)
+    assert made.cdrom == cache.base_path("iso")
+    assert made.cdrom.read_bytes() == (tmp_path / "inst.iso").read_bytes()  # never converted
+    assert cache.read_meta(made.cdrom.name)["disk_format"] == "iso"
+    disk = qemuimg.info(tmp_path / "disk", "qcow2")
+    assert disk.virtual_size == GiB and disk.backing_file is None  # blank, flavor-sized
+
+
+def test_an_iso_needs_a_flavor_with_a_disk(tmp_path: Path, fetcher: FakeFetcher) -> None:
+    fetcher.add("iso", make_iso(tmp_path / "inst.iso"), "iso")
+    with pytest.raises(BadRequest, match="flavor with a root disk"):
+        cache_of(tmp_path, fetcher).create_disk("iso", tmp_path / "disk", 0)
+    assert not (tmp_path / "disk").exists()

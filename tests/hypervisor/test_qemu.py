@@ -111,3 +111,14 @@ USERNET = """Hub -1 (n0):
 
 def test_parse_usernet() -> None:
     assert parse_usernet(USERNET) == {"tcp/22": 36541, "udp/53": 5353}
+
+
+def test_an_iso_image_is_the_first_boot_device_beside_the_root_disk() -> None:
+    from pathlib import Path
+
+    args = build_args(spec(), TCG, disk_format="qcow2", cdrom=Path("/data/_base/a,b"))
+    drives = option(args, "-drive")
+    assert "file=/data/_base/a,,b,if=none,id=cdrom,media=cdrom,readonly=on,format=raw" in drives
+    devices = option(args, "-device")
+    assert "ide-cd,drive=cdrom,bus=ide.0,bootindex=0" in devices
+    assert "virtio-blk-pci,drive=root,bootindex=1" in devices

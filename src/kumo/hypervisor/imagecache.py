@@ -126,7 +126,7 @@ def check_format(path: Path, disk_format: str) -> qemuimg.ImageInfo:
             inspector.safety_check()
         except format_inspector.SafetyCheckFailed as exc:
             raise BadRequest(f"{path.name}: failed the safety check: {exc}") from None
-    return qemuimg.check_safe(path, disk_format)
+    return qemuimg.check_safe(path, qemu_format(disk_format))
 
 
 class ImageCache:
