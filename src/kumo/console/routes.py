@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -42,31 +43,31 @@ async def novnc_page(request: Request) -> Response:
     return HTMLResponse(page.read_text(), headers=PAGE_HEADERS)
 
 
-async def vnc_socket(websocket: WebSocket) -> None:
+async def _accept(websocket: WebSocket, console_type: str, kind: str) -> Path | None:
+    """Check and accept one console handshake; the guest's socket, or None if refused."""
     runtime = _runtime(websocket.app)
     server_id = websocket.path_params["server_id"]
     try:
-        await authorize(websocket, runtime, "novnc", server_id)
-        path = socket_path(runtime, server_id, "vnc")
+        await authorize(websocket, runtime, console_type, server_id)
+        path = socket_path(runtime, server_id, kind)
     except KumoError as exc:
         await refuse(websocket, exc.message)
-        return
+        return None
     await websocket.accept(subprotocol=_offered_binary(websocket))
-    await relay_vnc(websocket, path)
+    return path
+
+
+async def vnc_socket(websocket: WebSocket) -> None:
+    path = await _accept(websocket, "novnc", "vnc")
+    if path is not None:
+        await relay_vnc(websocket, path)
 
 
 async def serial_socket(websocket: WebSocket) -> None:
-    runtime = _runtime(websocket.app)
-    server_id = websocket.path_params["server_id"]
-    try:
-        await authorize(websocket, runtime, "serial", server_id)
-        path = socket_path(runtime, server_id, "serial")
-    except KumoError as exc:
-        await refuse(websocket, exc.message)
-        return
-    await websocket.accept(subprotocol=_offered_binary(websocket))
-    relay: SerialRelay = websocket.app.state.serial_relay
-    await relay.relay(websocket, path, path.with_name(CONSOLE_LOG))
+    path = await _accept(websocket, "serial", "serial")
+    if path is not None:
+        relay: SerialRelay = websocket.app.state.serial_relay
+        await relay.relay(websocket, path, path.with_name(CONSOLE_LOG))
 
 
 def _offered_binary(websocket: WebSocket) -> str | None:
