@@ -4,10 +4,12 @@ local TCP port that relays to a console websocket (for a plain VNC client librar
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 from websockets.sync.client import ClientConnection, connect
@@ -99,3 +101,16 @@ def tcp_bridge(ws_url: str, origin: str | None = None) -> Iterator[int]:
     finally:
         stop.set()
         listener.close()
+
+
+def private_copy(build: Callable[[], Path], dest: Path, tries: int = 3) -> Path:
+    """Copy a cached image out of ~/.cache/kumo: another worktree's build of a newer
+    version replaces (deletes) the cached file, so a test keeps its own copy."""
+    for attempt in range(tries):
+        try:
+            shutil.copyfile(build(), dest)
+            return dest
+        except FileNotFoundError:
+            if attempt == tries - 1:
+                raise
+    return dest

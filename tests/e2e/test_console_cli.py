@@ -11,24 +11,27 @@ import json
 import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import KumoProcess
-from tests.e2e.consoles import SERIAL_SHELL, open_ws, read_until, wait_for, ws_url_of
+from tests.e2e.consoles import SERIAL_SHELL, open_ws, private_copy, read_until, wait_for, ws_url_of
 from tests.e2e.test_compute_cli import KUMO, OPENSTACK, as_json, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.guest]
 
 
 @pytest.fixture(scope="module")
-def console_server(kumo_up: KumoProcess, tiny_image: Path,
+def console_server(kumo_up: KumoProcess,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from kumo.imagebuild.tiny import cached_image
+
+    work = tmp_path_factory.mktemp("console")
+    tiny_image = private_copy(cached_image, work / "tiny.qcow2")
     run(kumo_up, "image", "create", "--file", str(tiny_image), "console-tiny", program=KUMO)
-    user_data = tmp_path_factory.mktemp("console") / "user-data"
+    user_data = work / "user-data"
     user_data.write_text(SERIAL_SHELL)
     try:
         server = as_json(kumo_up, "server", "create", "--image", "console-tiny", "--flavor",
@@ -101,7 +104,14 @@ def test_another_projects_credentials_get_no_console(kumo_up: KumoProcess,
                                  console_server], env=env, capture_output=True, text=True,
                                 timeout=120)
         assert result.returncode != 0
-        assert "No server with a name or ID" in result.stderr or "404" in result.stderr \
-            or "could not be found" in result.stderr, result.stderr
+        assert f"No Server found for {console_server}" in result.stderr, result.stderr
+    # The console call itself, with that project's token: Nova's 404, no URL.
+    token = subprocess.run([OPENSTACK, "token", "issue", "-f", "value", "-c", "id"], env=env,
+                           capture_output=True, text=True, timeout=120, check=True).stdout
+    answer = httpx.post(f"{kumo_up.url}/compute/v2.1/servers/{console_server}/remote-consoles",
+                        json={"remote_console": {"protocol": "vnc", "type": "novnc"}},
+                        headers={"X-Auth-Token": token.strip(),
+                                 "OpenStack-API-Version": "compute 2.96"}, timeout=60)
+    assert answer.status_code == 404 and "itemNotFound" in answer.json()
     run(kumo_up, "user", "delete", user, check=False)
     run(kumo_up, "project", "delete", project, check=False)

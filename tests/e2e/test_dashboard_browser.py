@@ -21,7 +21,7 @@ import pytest
 
 from kumo.hypervisor.qmp import QMPClient
 from tests.conftest import KumoProcess
-from tests.e2e.consoles import SERIAL_SHELL, wait_for
+from tests.e2e.consoles import SERIAL_SHELL, private_copy, wait_for
 from tests.e2e.test_compute_cli import run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.guest]
@@ -105,8 +105,11 @@ def screendump(kumo: KumoProcess, server_id: str, dest: Path) -> Any:
     return Image.open(dest).convert("RGB")
 
 
-def test_dashboard_end_to_end(kumo_up: KumoProcess, tiny_image: Path, browser: Any,
-                              artifacts: Path) -> None:
+def test_dashboard_end_to_end(kumo_up: KumoProcess, browser: Any, artifacts: Path,
+                              tmp_path: Path) -> None:
+    from kumo.imagebuild.tiny import cached_image
+
+    tiny_image = private_copy(cached_image, tmp_path / "tiny.qcow2")
     try:
         _walk_through(kumo_up, tiny_image, browser, artifacts)
     finally:

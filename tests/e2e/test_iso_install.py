@@ -17,17 +17,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import KumoProcess
-from tests.e2e.consoles import tcp_bridge, wait_for, ws_url_of
+from tests.e2e.consoles import private_copy, tcp_bridge, wait_for, ws_url_of
 from tests.e2e.test_compute_cli import _wait_status, allow_ssh, as_json, run, ssh_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.guest, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def installer_iso() -> Path:
+def installer_iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from kumo.imagebuild.installer import cached_image
 
-    return cached_image()
+    return private_copy(cached_image, tmp_path_factory.mktemp("iso") / "installer.iso")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kumo.dashboard.client import ApiError
-from kumo.dashboard.web import cloud_of, page, show
+from kumo.dashboard.web import cloud_of, page, session_of, show
 
 
 @page()
@@ -31,12 +31,13 @@ async def overview(request: Request) -> Response:
 @page()
 async def networks(request: Request) -> Response:
     cloud = cloud_of(request)
+    project = session_of(request).project_id  # Cinder's URLs name the project
     found: dict[str, Any] = {}
     for kind, path in (("networks", "/network/v2.0/networks"),
                        ("subnets", "/network/v2.0/subnets"),
                        ("routers", "/network/v2.0/routers"),
                        ("floatingips", "/network/v2.0/floatingips"),
-                       ("volumes", "/volume/v3/volumes/detail")):
+                       ("volumes", f"/volume/v3/{project}/volumes/detail")):
         try:
             found[kind] = (await cloud.get(path))[kind]
         except ApiError:
