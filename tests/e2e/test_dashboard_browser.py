@@ -101,7 +101,7 @@ def screendump(kumo: KumoProcess, server_id: str, dest: Path) -> Any:
     from PIL import Image
 
     with QMPClient.connect(kumo.data_dir / "instances" / server_id / "qmp.sock") as qmp:
-        qmp.execute("screendump", filename=str(dest))
+        qmp.execute("screendump", {"filename": str(dest.absolute())})
     return Image.open(dest).convert("RGB")
 
 
