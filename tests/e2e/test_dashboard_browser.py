@@ -30,6 +30,7 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--window-size=1280,1100")
 XTERM_TEXT = """
+if (!window.kumoSerial) return "";
 const b = window.kumoSerial.term.buffer.active; const out = [];
 for (let i = 0; i < b.length; i++) {
     const line = b.getLine(i);
