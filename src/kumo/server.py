@@ -278,6 +278,7 @@ def announce(settings: Settings, password: str, clouds: Path) -> None:
         f"  image     {base}/image",
         f"  compute   {base}/compute/v2.1",
         f"  network   {base}/network",
+        f"  dashboard {base}/ (log in as admin), consoles {base}/console",
         "  admin credentials: user admin, project admin, password " + password,
         f"  clouds.yaml: {clouds} (cloud 'kumo'); OS_* variables: {clouds.with_name('openrc')}",
         f"  try: OS_CLIENT_CONFIG_FILE={clouds} openstack --os-cloud kumo image list",
