@@ -13,6 +13,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Match, Mount, Route
 from starlette.types import ASGIApp, Scope
 
+from kumo.api.errors import Flavor, UnexpectedErrors
 from kumo.runtime import Runtime
 
 PREFIXES = {
@@ -39,6 +40,15 @@ class PagesMount(Mount):
         return super().matches(scope)
 
 
+def flavor_of(scope: Scope) -> Flavor:
+    """Which API's error shape a request outside any part's own handlers gets."""
+    path = str(scope.get("path", ""))
+    for service, prefix in PREFIXES.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return Flavor(service)
+    return Flavor.PLAIN
+
+
 async def healthcheck(_request: Request) -> Response:
     return PlainTextResponse("OK")
 
@@ -63,7 +73,11 @@ def create_app(runtime: Runtime) -> Starlette:
             Mount(PREFIXES["network"], app=network_app(runtime)),
             Mount("/console", app=console_app(runtime)),
         ],
-        middleware=[Middleware(RequestIdMiddleware), Middleware(TokenMiddleware, runtime=runtime)],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(UnexpectedErrors, flavor=flavor_of),
+            Middleware(TokenMiddleware, runtime=runtime),
+        ],
     )
     app.state.runtime = runtime
     # Last: the web pages take every path the APIs above do not.

@@ -10,6 +10,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kumo.errors import KumoError
 
@@ -84,11 +85,43 @@ def handlers(flavor: Flavor) -> dict[Any, Callable[..., Any]]:
         detail = exc.detail if isinstance(exc.detail, str) else title
         return render(flavor, exc.status_code, title, detail, key)
 
-    async def on_unexpected(_request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error", exc_info=exc)
-        return render(
-            flavor, 500, "Internal Server Error", "kumo hit an unexpected error; see its log",
-            "computeFault",
-        )
+    return {KumoError: on_kumo_error, HTTPException: on_http_error}
 
-    return {KumoError: on_kumo_error, HTTPException: on_http_error, Exception: on_unexpected}
+
+class UnexpectedErrors:
+    """The last net under a part's handlers: a bug answers 500 in the API's own shape.
+
+    Starlette's own error middleware re-raises after answering, so uvicorn logs a
+    second traceback and drops the connection under a keep-alive client. Here the
+    error is logged once and the connection stays usable. If the response had
+    already started (a download failing midway) nothing can be sent any more:
+    uvicorn then closes the connection, which is how the client learns of it.
+    """
+
+    def __init__(self, app: ASGIApp, flavor: Flavor | Callable[[Scope], Flavor]) -> None:
+        self.app = app
+        self.flavor = flavor
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            log.error("unexpected error in %s %s", scope.get("method"), scope.get("path"),
+                      exc_info=exc)
+            if started:
+                return
+            flavor = self.flavor if isinstance(self.flavor, Flavor) else self.flavor(scope)
+            response = render(flavor, 500, "Internal Server Error",
+                              "kumo hit an unexpected error; see its log", "computeFault")
+            await response(scope, receive, send)

@@ -8,11 +8,12 @@ from typing import TypeVar
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 
 from kumo.api.context import RequestContext, context_of
-from kumo.api.errors import Flavor, handlers
+from kumo.api.errors import Flavor, UnexpectedErrors, handlers
 from kumo.db.engine import session_scope
 from kumo.runtime import Runtime
 
@@ -20,7 +21,11 @@ T = TypeVar("T")
 
 
 def part_app(runtime: Runtime, routes: Sequence[BaseRoute], flavor: Flavor) -> Starlette:
-    app = Starlette(routes=list(routes), exception_handlers=handlers(flavor))
+    app = Starlette(
+        routes=list(routes),
+        exception_handlers=handlers(flavor),
+        middleware=[Middleware(UnexpectedErrors, flavor=flavor)],
+    )
     app.state.runtime = runtime
     return app
 

@@ -88,7 +88,7 @@ def list_flavors(session: Session, context: RequestContext, query: dict[str, str
 def create_flavor(session: Session, context: RequestContext, body: dict[str, Any]) -> Flavor:
     """POST /flavors: validate like nova's schema, refuse duplicate names and ids."""
     context.require_admin()
-    spec = body.get("flavor")
+    spec = body.get("flavor") if isinstance(body, dict) else None
     if not isinstance(spec, dict):
         raise BadRequest("Invalid input: 'flavor' is a required property")
     name = spec.get("name")
@@ -112,7 +112,7 @@ def create_flavor(session: Session, context: RequestContext, body: dict[str, Any
         disk=_field(spec, "disk", 0),
         ephemeral=_field(spec, "OS-FLV-EXT-DATA:ephemeral", 0, default=0),
         swap=_field(spec, "swap", 0, default=0),
-        rxtx_factor=float(spec.get("rxtx_factor", 1.0)),
+        rxtx_factor=_rxtx_factor(spec.get("rxtx_factor", 1.0)),
         is_public=_public(spec.get("os-flavor-access:is_public", True)),
         description=description,
     )
@@ -159,6 +159,20 @@ def _public(value: Any) -> bool:
         return value.lower() in ("true", "1", "yes")
     raise BadRequest(f"Invalid input for field/attribute os-flavor-access:is_public: "
                      f"{value!r} is not a boolean")
+
+
+def _rxtx_factor(value: Any) -> float:
+    # nova's schema: a number above 0 (a numeric string is accepted too), at most 3.40282e38
+    wrong = BadRequest(f"Invalid input for field/attribute rxtx_factor: {value!r} is not a number")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise wrong
+    try:
+        number = float(value)
+    except ValueError:
+        raise wrong from None
+    if not 0 < number <= 3.40282e38:
+        raise BadRequest("Invalid input for field/attribute rxtx_factor: must be above 0")
+    return number
 
 
 def _int(value: str, what: str) -> int:

@@ -25,7 +25,7 @@ MIN_VERSION: Version = (2, 1)
 # properties in server show, scheduler hints) are not implemented.
 MAX_VERSION: Version = (2, 96)
 
-_PATTERN = re.compile(r"^([1-9]\d*)\.([1-9]\d*|0)$")
+_PATTERN = re.compile(r"^([1-9]\d{0,3})\.([1-9]\d{0,3}|0)$")
 
 
 class NotAcceptable(KumoError):

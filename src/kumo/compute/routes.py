@@ -100,7 +100,8 @@ async def show_flavor(request: Request) -> Response:
 async def create_flavor(request: Request) -> Response:
     body = await read_json(request)
     mv = microversion(request)
-    if mv < (2, 55) and isinstance(body, dict) and "description" in body.get("flavor", {}):
+    spec = body.get("flavor") if isinstance(body, dict) else None
+    if mv < (2, 55) and isinstance(spec, dict) and "description" in spec:
         raise BadRequest("Additional properties are not allowed ('description' was unexpected)")
     found = await in_session(request, lambda s, c: flavors.create_flavor(s, c, body))
     return JSONResponse({"flavor": views.flavor_view(found, base_url(request), mv)})

@@ -25,6 +25,14 @@ def _check_domain(ref: Any, what: str) -> None:
         raise Unauthorized(f"{what} domain {ref.get('id') or ref.get('name')!r} not found")
 
 
+def _text(ref: dict[str, Any], key: str, where: str) -> str | None:
+    """An optional string attribute of a request object; 400 for any other type."""
+    value = ref.get(key)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"Invalid input for field '{where}.{key}': it must be a string")
+    return value
+
+
 def _password_user(session: Session, method: Any) -> User:
     if not isinstance(method, dict) or not isinstance(method.get("user"), dict):
         raise BadRequest("auth.identity.password.user is required")
@@ -32,11 +40,13 @@ def _password_user(session: Session, method: Any) -> User:
     password = ref.get("password")
     if not isinstance(password, str):
         raise BadRequest("auth.identity.password.user.password is required")
-    if ref.get("id"):
-        user = session.get(User, ref["id"])
-    elif ref.get("name"):
+    user_id = _text(ref, "id", "auth.identity.password.user")
+    user_name = _text(ref, "name", "auth.identity.password.user")
+    if user_id:
+        user = session.get(User, user_id)
+    elif user_name:
         _check_domain(ref.get("domain"), "user")
-        user = session.scalar(select(User).where(User.name == ref["name"]))
+        user = session.scalar(select(User).where(User.name == user_name))
     else:
         raise BadRequest("auth.identity.password.user needs an id or a name")
     if user is None or not verify_password(password, user.password_hash):
@@ -55,11 +65,13 @@ def _scope_project(session: Session, scope: Any, user: User) -> Project:
         if not isinstance(scope, dict) or not isinstance(scope.get("project"), dict):
             raise BadRequest("kumo supports project scope only (auth.scope.project)")
         ref = scope["project"]
-        if ref.get("id"):
-            project = session.get(Project, ref["id"])
-        elif ref.get("name"):
+        project_id = _text(ref, "id", "auth.scope.project")
+        project_name = _text(ref, "name", "auth.scope.project")
+        if project_id:
+            project = session.get(Project, project_id)
+        elif project_name:
             _check_domain(ref.get("domain"), "project")
-            project = session.scalar(select(Project).where(Project.name == ref["name"]))
+            project = session.scalar(select(Project).where(Project.name == project_name))
         else:
             raise BadRequest("auth.scope.project needs an id or a name")
     if project is None or not project.enabled:

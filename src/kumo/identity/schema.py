@@ -130,6 +130,8 @@ _USER_KNOWN = {
 
 
 def password_value(body: dict[str, Any], key: str = "password") -> str:
+    if key not in body:
+        raise BadRequest(f"Invalid input for field '{key}': '{key}' is a required property.")
     return _string(body, key, "the password", low=1, high=MAX_PASSWORD)
 
 
