@@ -29,8 +29,9 @@ def run(
     timeout: float | None = 600,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    ok_codes: tuple[int, ...] = (0,),
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run `program args...`; a non-zero exit raises ToolError with its stderr."""
+    """Run `program args...`; an exit status not in `ok_codes` raises ToolError with stderr."""
     path = require(program, package)
     try:
         result = subprocess.run(
@@ -44,7 +45,7 @@ def run(
         )
     except subprocess.TimeoutExpired:
         raise ToolError(program, f"did not finish within {timeout:.0f} s") from None
-    if result.returncode != 0:
+    if result.returncode not in ok_codes:
         raise ToolError(program, describe_failure(result.returncode, result.stderr))
     return result
 

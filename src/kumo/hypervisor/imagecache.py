@@ -41,7 +41,9 @@ GiB = 1024**3
 CHUNK = 1024 * 1024
 # What a file's own header may say for each Glance disk_format (raw disks often
 # carry a partition table or are ISOs; anything else inside "raw" is refused).
-ACCEPTED_DETECTIONS = {"raw": {"raw", "gpt", "iso"}, "iso": {"iso", "raw"}}
+# (ami is a whole raw disk; oslo has no inspector for ploop, which qemu-img checks.)
+ACCEPTED_DETECTIONS = {"raw": {"raw", "gpt", "iso"}, "iso": {"iso", "raw"},
+                       "ami": {"raw", "gpt", "iso"}, "ploop": {"raw"}}
 
 
 def fingerprint(image_id: str) -> str:
@@ -66,8 +68,8 @@ class InstanceDisk:
 
 
 def qemu_format(disk_format: str) -> str:
-    """What qemu-img calls a Glance disk_format (an ISO is raw bytes to QEMU)."""
-    return "raw" if disk_format == "iso" else disk_format
+    """What QEMU calls a Glance disk_format (vhd is `vpc`, an ISO is raw bytes to QEMU)."""
+    return qemuimg.driver(disk_format)
 
 
 def _fallocate_keep_size(path: Path, size: int) -> None:

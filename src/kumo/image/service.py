@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from kumo.api.context import RequestContext
 from kumo.db.base import utcnow
 from kumo.db.engine import session_scope
 from kumo.db.locks import held
+from kumo.diskformat import qemuimg
 from kumo.errors import (
     BadRequest,
     Conflict,
@@ -35,7 +36,7 @@ from kumo.image.lifecycle import ACTIVE, DEACTIVATED, QUEUED, SAVING
 from kumo.image.models import Image, ImageMember, ImageProperty, ImageTag
 from kumo.image.recovery import upload_lock
 from kumo.image.schemas import image_view
-from kumo.image.upload import IngestResult, file_blocks, ingest
+from kumo.image.upload import ClientGone, IngestResult, file_blocks, ingest
 from kumo.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -323,13 +324,37 @@ def upload_image_data(
             )
         except BaseException as exc:
             _back_to_queued(runtime, image_id)
+            if isinstance(exc, ClientGone):
+                log.info("upload of image %s stopped: %s; the image is queued again",
+                         image_id, exc.message)
+                raise
             if isinstance(exc, InsufficientStorage):
                 # Glance answers a full store with 413 "Image storage media is full".
                 raise PayloadTooLarge(f"Image storage media is full: {exc.message}") from exc
             if not isinstance(exc, KumoError):
                 log.warning("upload of image %s failed: %s", image_id, exc)
             raise
+        try:
+            if container_format == "bare":
+                result = _checked(runtime, result, disk_format)
+        except BaseException:
+            runtime.store.delete(result.location)
+            _back_to_queued(runtime, image_id)
+            raise
         _finish_upload(runtime, image_id, result)
+
+
+def _checked(runtime: Runtime, result: IngestResult, disk_format: str) -> IngestResult:
+    """The stored bytes through `qemu-img info`/`check` (limited) before they go active.
+
+    The stream inspector has passed them; qemu-img opens them as QEMU will at boot,
+    so what it refuses (absurd header fields, corruption, encryption) is refused now
+    with its reason, not when a server fails to boot. Its virtual size is QEMU's.
+    """
+    scratch = runtime.settings.run_dir / "image-checks"
+    with runtime.store.local_file(result.location, scratch) as path:
+        found = qemuimg.check_upload(path, disk_format)
+    return replace(result, virtual_size=found.virtual_size)
 
 
 @dataclass(frozen=True)

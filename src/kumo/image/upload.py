@@ -171,8 +171,12 @@ def file_blocks(path: str, block_size: int = BLOCK_SIZE) -> Iterator[bytes]:
             yield block
 
 
-class ClientGone(Exception):
-    """The client stopped sending before the body ended."""
+class ClientGone(BadRequest):
+    """The client stopped sending before the body ended: an expected event, not a bug.
+
+    Nobody reads the 400 it becomes; the service logs one line and the image goes
+    back to `queued`.
+    """
 
 
 class BlockChannel:

@@ -5,9 +5,13 @@ Backends are small classes registered by URL scheme in `BACKENDS`.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -62,3 +66,19 @@ class ImageStore(ABC):
     def image_id_of(self, location: str) -> str:
         """The image id an object was stored under (`put(image_id, ...)`)."""
         return location.rstrip("/").rsplit("/", 1)[-1]
+
+    @contextlib.contextmanager
+    def local_file(self, location: str, scratch: Path) -> Iterator[Path]:
+        """The object as a local file (for qemu-img), copied under `scratch` if need be.
+
+        Stores whose objects are files already override this to hand out the path.
+        """
+        scratch.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=scratch, suffix=".check")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in self.get(location):
+                    out.write(chunk)
+            yield Path(name)
+        finally:
+            os.unlink(name)

@@ -184,6 +184,10 @@ class FilesystemStore(ImageStore):
     def delete(self, location: str) -> None:
         self._path(location).unlink(missing_ok=True)
 
+    @contextlib.contextmanager
+    def local_file(self, location: str, scratch: Path) -> Iterator[Path]:
+        yield self._path(location)
+
     def locations(self) -> list[str]:
         return [
             path.as_uri()

@@ -1,0 +1,53 @@
+"""Crafted qcow2 files: a real image from qemu-img with one header field made absurd."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+# qcow2 header offsets (docs/interop/qcow2.txt)
+CLUSTER_BITS, L1_SIZE, L1_OFFSET, CRYPT = 20, 36, 40, 32
+SNAPSHOTS = 60
+REFCOUNT_ORDER, HEADER_LENGTH = 96, 100
+
+
+def _put(fmt: str, offset: int, value: int) -> Callable[[bytearray], None]:
+    def change(head: bytearray) -> None:
+        struct.pack_into(fmt, head, offset, value)
+
+    return change
+
+
+# name -> how to spoil a good qcow2 v3 header
+CRAFTED: dict[str, Callable[[bytearray], None]] = {
+    "l1-size-2^31": _put(">I", L1_SIZE, 0x7FFFFFFF),
+    "l1-offset-2^62": _put(">Q", L1_OFFSET, 1 << 62),
+    "refcount-order-7": _put(">I", REFCOUNT_ORDER, 7),
+    "cluster-bits-0": _put(">I", CLUSTER_BITS, 0),
+    "cluster-bits-62": _put(">I", CLUSTER_BITS, 62),
+    "header-length-beyond-file": _put(">I", HEADER_LENGTH, 0x7FFFFFF0),
+    "snapshots-huge": _put(">I", SNAPSHOTS, 0x7FFFFFFF),
+}
+
+
+def good_qcow2(path: Path, size: str = "64M") -> Path:
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), size], check=True)
+    return path
+
+
+def crafted_qcow2(path: Path, name: str) -> Path:
+    good_qcow2(path)
+    data = bytearray(path.read_bytes())
+    CRAFTED[name](data)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def encrypted_qcow2(path: Path) -> Path:
+    """A LUKS-encrypted qcow2, as qemu-img makes one (kumo can boot no such disk)."""
+    subprocess.run(["qemu-img", "create", "-q", "--object", "secret,id=s0,data=k",
+                    "-f", "qcow2", "-o", "encrypt.format=luks,encrypt.key-secret=s0",
+                    str(path), "64M"], check=True)
+    return path
