@@ -66,6 +66,9 @@ def lint(
             report(image, findings, output_format)
     except KumoError as exc:
         _fail(exc.message, 2)
+    except Exception as exc:  # the last net: one line, never a traceback
+        _fail(f"cannot read {image}: it is damaged in a way kumo did not expect "
+              f"({type(exc).__name__}: {exc}); please report this", 2)
     if has_errors(findings):
         raise typer.Exit(1)
 

@@ -19,6 +19,7 @@ export is a mount. Writing (`lint --fix`) does use debugfs, on a raw copy.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import uuid
@@ -29,14 +30,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import zstandard
+
 from kumo.errors import BadRequest
 
 SECTOR = 512
 MAX_SYMLINKS = 40
+# No single read is larger than this (a disk's metadata never needs more): a crafted
+# size field asking for gigabytes is an unreadable image, not a MemoryError.
+MAX_READ = 64 * 1024 * 1024
+ZEROS = bytes(1024 * 1024)
 
 
 class ImageUnreadable(BadRequest):
     """The image (or the part of it a question needs) cannot be read here."""
+
+
+def _bounded(offset: int, size: int) -> None:
+    if size < 0 or offset < 0:
+        raise ImageUnreadable(f"damaged image: a read of {size} bytes at {offset}")
+    if size > MAX_READ:
+        raise ImageUnreadable(f"damaged image: a size field asks for {size} bytes at once")
+
+
+def _pread(fd: int, size: int, offset: int, file_size: int) -> bytes:
+    """Bytes [offset, offset+size) of the host file, short past its real end."""
+    _bounded(offset, size)
+    if offset >= file_size:
+        return b""
+    return os.pread(fd, min(size, file_size - offset), offset)
 
 
 class BlockSource(Protocol):
@@ -55,7 +77,7 @@ class RawSource:
         self.size = os.fstat(self.fd).st_size
 
     def read(self, offset: int, size: int) -> bytes:
-        data = os.pread(self.fd, size, offset)
+        data = _pread(self.fd, size, offset, self.size)
         return data + bytes(size - len(data))  # past EOF reads as zeros, like a disk
 
     def close(self) -> None:
@@ -72,6 +94,7 @@ class Qcow2Source:
 
     def __init__(self, path: Path) -> None:
         self.fd = os.open(path, os.O_RDONLY)
+        self.file_size = os.fstat(self.fd).st_size
         try:
             self._parse_header()
         except BaseException:
@@ -112,6 +135,14 @@ class Qcow2Source:
             )
         if not 9 <= cluster_bits <= 21:
             raise ImageUnreadable(f"qcow2 cluster_bits {cluster_bits} out of range")
+        snapshots = struct.unpack(">I", head[60:64])[0]
+        refcount_order = struct.unpack(">I", head[96:100])[0] if version == 3 else 4
+        if refcount_order > 6 or snapshots > 65536:  # QEMU's own limits
+            raise ImageUnreadable(f"damaged qcow2: refcount order {refcount_order}, "
+                                  f"{snapshots} snapshots")
+        if version == 3 and not 104 <= header_length <= min(1 << cluster_bits, self.file_size):
+            raise ImageUnreadable(f"damaged qcow2: header length {header_length} exceeds "
+                                  "the cluster or the file")
         if compression not in (0, 1):
             raise ImageUnreadable(f"unknown qcow2 compression type {compression}")
         self.size = size
@@ -119,14 +150,23 @@ class Qcow2Source:
         self.cluster_size = 1 << cluster_bits
         self.l2_entries = self.cluster_size // 8
         self.zstd = compression == 1
-        self.l1 = struct.unpack(f">{l1_size}Q", os.pread(self.fd, l1_size * 8, l1_offset))
+        if l1_offset + l1_size * 8 > self.file_size:
+            raise ImageUnreadable(
+                f"damaged qcow2: its L1 table ({l1_size} entries at {l1_offset:#x}) lies "
+                f"beyond the end of the {self.file_size}-byte file"
+            )
+        self.l1 = struct.unpack(f">{l1_size}Q", _pread(self.fd, l1_size * 8, l1_offset,
+                                                        self.file_size))
 
     def _l2_table(self, offset: int) -> bytes:
         table = self._l2_cache.get(offset)
         if table is None:
             if len(self._l2_cache) >= 64:
                 self._l2_cache.pop(next(iter(self._l2_cache)))
-            table = os.pread(self.fd, self.cluster_size, offset)
+            table = _pread(self.fd, self.cluster_size, offset, self.file_size)
+            if len(table) < self.cluster_size:
+                raise ImageUnreadable(f"damaged qcow2: an L2 table at {offset:#x} lies beyond "
+                                      "the end of the file")
             self._l2_cache[offset] = table
         return table
 
@@ -151,18 +191,24 @@ class Qcow2Source:
         shift = 62 - (self.cluster_bits - 8)
         host = entry & ((1 << shift) - 1)
         sectors = (entry >> shift) & ((1 << (self.cluster_bits - 8)) - 1)
-        raw = os.pread(self.fd, (sectors + 1) * SECTOR - (host & (SECTOR - 1)), host)
-        if self.zstd:
-            import zstandard
-
-            data = zstandard.ZstdDecompressor().decompressobj().decompress(raw)
-        else:
-            data = zlib.decompressobj(-12).decompress(raw, self.cluster_size)
+        raw = _pread(self.fd, (sectors + 1) * SECTOR - (host & (SECTOR - 1)), host,
+                     self.file_size)
+        try:
+            if self.zstd:
+                # A stream reader bounds the output: a small frame cannot expand to gigabytes.
+                with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)) as reader:
+                    data = reader.read(self.cluster_size)
+            else:
+                data = zlib.decompressobj(-12).decompress(raw, self.cluster_size)
+        except (zlib.error, zstandard.ZstdError) as exc:
+            raise ImageUnreadable(f"damaged qcow2: compressed cluster {index} does not "
+                                  f"decompress ({exc})") from None
         data = data[: self.cluster_size].ljust(self.cluster_size, b"\0")
         self._cluster_cache = (index, data)
         return data
 
     def read(self, offset: int, size: int) -> bytes:
+        _bounded(offset, size)
         out = bytearray()
         end = min(offset + size, self.size)
         while offset < end:
@@ -174,7 +220,7 @@ class Qcow2Source:
             elif isinstance(found, bytes):
                 out += found[within : within + length]
             else:
-                chunk = os.pread(self.fd, length, found + within)
+                chunk = _pread(self.fd, length, found + within, self.file_size)
                 out += chunk + bytes(length - len(chunk))
             offset += length
         return bytes(out) + bytes(size - len(out))
@@ -291,6 +337,9 @@ def _gpt(source: BlockSource) -> list[Partition]:
     if header[:8] != b"EFI PART":
         raise ImageUnreadable("protective MBR without a GPT header")
     table_lba, count, entry_size = struct.unpack_from("<QII", header, 72)
+    # UEFI: entries are 128 * 2^n bytes; anything else is a damaged table.
+    if entry_size < 128 or entry_size > 4096 or entry_size & (entry_size - 1):
+        raise ImageUnreadable(f"damaged GPT: partition entries of {entry_size} bytes")
     table = source.read(table_lba * SECTOR, min(count, 256) * entry_size)
     found = []
     for i in range(min(count, 256)):
@@ -355,6 +404,17 @@ class Inode:
         return self.mode & S_IFMT == S_IFLNK
 
 
+MAX_DIRECTORY = 64 * 1024 * 1024  # a directory of a million entries is ~40 MiB
+
+
+def _zeros(count: int) -> Iterator[bytes]:
+    """A hole's zeros, a MiB at a time."""
+    while count > 0:
+        piece = ZEROS[: min(count, len(ZEROS))]
+        yield piece
+        count -= len(piece)
+
+
 class Ext4:
     """A read-only ext2/3/4 filesystem starting at `offset` of `source`."""
 
@@ -365,9 +425,17 @@ class Ext4:
             raise ImageUnreadable("no ext2/3/4 filesystem here")
         self.kind = self.kind_of(sb)
         self.uuid = str(uuid.UUID(bytes=sb[104:120]))
-        self.block_size = 1024 << struct.unpack_from("<I", sb, 24)[0]
+        log_block = struct.unpack_from("<I", sb, 24)[0]
+        if log_block > 6:  # ext4 blocks are 1 KiB to 64 KiB
+            raise ImageUnreadable(f"damaged ext4 superblock: block size 2^{10 + log_block}")
+        self.block_size = 1024 << log_block
         self.first_data_block = struct.unpack_from("<I", sb, 20)[0]
         self.inodes_per_group = struct.unpack_from("<I", sb, 40)[0]
+        if not self.inodes_per_group:
+            raise ImageUnreadable("damaged ext4 superblock: no inodes per group")
+        blocks = struct.unpack_from("<I", sb, 4)[0] | struct.unpack_from("<I", sb, 0x150)[0] << 32
+        # No file in this filesystem is larger than the filesystem (or the disk) itself.
+        self.max_file = min(blocks * self.block_size, source.size)
         rev = struct.unpack_from("<I", sb, 76)[0]
         self.inode_size = struct.unpack_from("<H", sb, 88)[0] if rev >= 1 else 128
         incompat = struct.unpack_from("<I", sb, 96)[0]
@@ -375,6 +443,9 @@ class Ext4:
             raise ImageUnreadable("ext4 meta_bg layout is not supported by the image reader")
         self.wide = bool(incompat & INCOMPAT_64BIT)
         self.desc_size = struct.unpack_from("<H", sb, 254)[0] if self.wide else 32
+        if not 32 <= self.desc_size <= 1024:
+            raise ImageUnreadable(f"damaged ext4 superblock: group descriptors of "
+                                  f"{self.desc_size} bytes")
         self._tables: dict[int, int] = {}
 
     @staticmethod
@@ -409,9 +480,9 @@ class Ext4:
         return Inode(number, mode, uid | uid_hi << 16, gid | gid_hi << 16,
                      size_lo | size_hi << 32, flags, raw[40:100])
 
-    def _extents(self, node: bytes) -> Iterator[tuple[int, int, int, bool]]:
+    def _extents(self, node: bytes, level: int = 0) -> Iterator[tuple[int, int, int, bool]]:
         magic, entries, _, depth = struct.unpack_from("<HHHH", node, 0)
-        if magic != EXTENT_MAGIC:
+        if magic != EXTENT_MAGIC or depth > 5 or level > 5 or 12 + 12 * entries > len(node):
             raise ImageUnreadable("damaged ext4 extent tree")
         for i in range(entries):
             at = 12 + 12 * i
@@ -421,19 +492,27 @@ class Ext4:
                 yield logical, lo | hi << 32, length if initialized else length - 32768, initialized
             else:
                 _, lo, hi = struct.unpack_from("<IIH", node, at)
-                yield from self._extents(self._read_blocks(lo | hi << 32))
+                yield from self._extents(self._read_blocks(lo | hi << 32), level + 1)
 
-    def _indirect(self, block: int, level: int) -> Iterator[int]:
-        """Physical block numbers (0 = hole) of an indirect block map, in order."""
+    def _indirect(self, block: int, level: int, first: int, total: int
+                  ) -> Iterator[tuple[int, int, int, bool]]:
+        """Runs of an indirect block map whose first logical block is `first`.
+
+        Holes are skipped whole (never walked block by block), so a huge sparse
+        file costs nothing; nothing past the file's `total` blocks is read.
+        """
         per = self.block_size // 4
-        if block == 0:
-            yield from [0] * per ** level
+        span = per ** (level - 1)
+        if block == 0 or first >= total:
             return
-        for child in struct.unpack(f"<{per}I", self._read_blocks(block)):
-            if level == 1:
-                yield child
-            else:
-                yield from self._indirect(child, level - 1)
+        for index, child in enumerate(struct.unpack(f"<{per}I", self._read_blocks(block))):
+            logical = first + index * span
+            if logical >= total:
+                return
+            if child and level == 1:
+                yield logical, child, 1, True
+            elif child:
+                yield from self._indirect(child, level - 1, logical, total)
 
     def _runs(self, inode: Inode) -> Iterator[tuple[int, int, int, bool]]:
         """(logical block, physical block, count, initialized) of a file's data."""
@@ -442,17 +521,19 @@ class Ext4:
             return
         blocks = struct.unpack("<15I", inode.block)
         total = -(-inode.size // self.block_size)
-        direct = iter(blocks[:12])
-        chains = (self._indirect(blocks[12 + i], i + 1) for i in range(3))
-        mapped = (b for source in (direct, *chains) for b in source)
-        for logical, phys in enumerate(mapped):
-            if logical >= total:
-                return
-            if phys:
+        for logical, phys in enumerate(blocks[:12]):
+            if logical < total and phys:
                 yield logical, phys, 1, True
+        per, first = self.block_size // 4, 12
+        for level in (1, 2, 3):
+            yield from self._indirect(blocks[11 + level], level, first, total)
+            first += per**level
 
     def chunks(self, inode: Inode, limit: int | None = None) -> Iterator[bytes]:
         """A file's bytes in order, a run of blocks at a time (holes read as zeros)."""
+        if inode.size > self.max_file:
+            raise ImageUnreadable(f"damaged ext4: inode {inode.number} claims {inode.size} "
+                                  f"bytes, more than the filesystem holds")
         size = inode.size if limit is None else min(inode.size, limit)
         if inode.flags & FLAG_INLINE_DATA:
             if size > 60:
@@ -465,7 +546,7 @@ class Ext4:
             if start >= size:
                 break
             if start > done:
-                yield bytes(start - done)
+                yield from _zeros(start - done)
                 done = start
             for step in range(0, count, 256):  # at most 1 MiB at once (4 KiB blocks)
                 n = min(256, count - step)
@@ -476,10 +557,13 @@ class Ext4:
                 yield data[:length]
                 done += length
         if done < size:
-            yield bytes(size - done)
+            yield from _zeros(size - done)
 
     def entries(self, inode: Inode) -> dict[str, int]:
         """Name -> inode number of a directory (htree directories are read linearly)."""
+        if inode.size > MAX_DIRECTORY:
+            raise ImageUnreadable(f"damaged ext4: directory inode {inode.number} claims "
+                                  f"{inode.size} bytes")
         data = b"".join(self.chunks(inode))
         found: dict[str, int] = {}
         at = 0
@@ -498,7 +582,7 @@ class Ext4:
         if inode.size < 60 and not inode.flags & FLAG_EXTENTS:
             raw = inode.block[: inode.size]
         else:
-            raw = b"".join(self.chunks(inode))
+            raw = b"".join(self.chunks(inode, 4096))  # PATH_MAX
         return raw.decode("utf-8", "surrogateescape")
 
     def lookup(self, path: str, follow: bool = True) -> Inode | None:

@@ -10,14 +10,20 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import BinaryIO, Protocol, cast
 
+import zstandard
+
 from kumo.imagebuild.reader import ImageUnreadable
 
 SCRIPT_LIMIT = 64 * 1024
+# Real initramfs images expand to a few hundred MiB at most; a small file that
+# expands past this is a decompression bomb (or garbage), not something to walk.
+MAX_EXPANDED = 1024 * 1024 * 1024
 
 
 class Readable(Protocol):
@@ -37,17 +43,21 @@ class Initramfs:
 
 
 class ChunkStream:
-    """A read()-able stream over an iterator of byte chunks."""
+    """A read()-able stream over an iterator of byte chunks (at most MAX_EXPANDED bytes)."""
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
         self.chunks: Iterator[bytes] = iter(chunks)
         self.buffer = b""
+        self.total = 0
 
     def read(self, size: int = -1, /) -> bytes:
         while size < 0 or len(self.buffer) < size:
             chunk = next(self.chunks, None)
             if chunk is None:
                 break
+            self.total += len(chunk)
+            if self.total > MAX_EXPANDED:
+                raise ImageUnreadable(f"damaged initramfs: it expands past {MAX_EXPANDED} bytes")
             self.buffer += chunk
         if size < 0:
             size = len(self.buffer)
@@ -117,8 +127,6 @@ def _decompressor(chunks: ChunkStream, magic: bytes) -> Readable | None:
     if magic.startswith(b"\x1f\x8b"):
         return gzip.GzipFile(fileobj=stream)
     if magic.startswith(b"\x28\xb5\x2f\xfd"):
-        import zstandard
-
         return zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
     if magic.startswith(b"\xfd7zXZ\x00") or magic.startswith(b"\x5d\x00\x00"):
         return lzma.LZMAFile(stream)
@@ -132,8 +140,10 @@ def read_initramfs(chunks: Iterable[bytes]) -> Initramfs:
     found = Initramfs()
     try:
         _parse(ChunkStream(chunks), found)
-    except (_NotCpio, OSError, EOFError, lzma.LZMAError) as exc:
-        raise ImageUnreadable(f"damaged initramfs: {exc}") from None
+    except (_NotCpio, OSError, EOFError, ValueError, lzma.LZMAError, zlib.error,
+            zstandard.ZstdError) as exc:
+        # ValueError: a cpio header whose sizes are not hex.
+        raise ImageUnreadable(f"damaged initramfs: {exc or type(exc).__name__}") from None
     return found
 
 
