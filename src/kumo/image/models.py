@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kumo.db.base import Base, new_id, utcnow
@@ -12,6 +12,11 @@ from kumo.db.base import Base, new_id, utcnow
 
 class Image(Base):
     __tablename__ = "images"
+    # The image list walks one of these in order and stops after a page (query.py).
+    __table_args__ = (
+        Index("ix_images_created_at_id", "created_at", "id"),
+        Index("ix_images_updated_at_id", "updated_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
@@ -53,7 +58,9 @@ class Image(Base):
 
 class ImageProperty(Base):
     __tablename__ = "image_properties"
-    __table_args__ = (UniqueConstraint("image_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("image_id", "name"), Index("ix_image_properties_name", "name"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
@@ -64,7 +71,7 @@ class ImageProperty(Base):
 
 class ImageTag(Base):
     __tablename__ = "image_tags"
-    __table_args__ = (UniqueConstraint("image_id", "value"),)
+    __table_args__ = (UniqueConstraint("image_id", "value"), Index("ix_image_tags_value", "value"))
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)

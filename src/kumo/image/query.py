@@ -1,7 +1,9 @@
-"""`GET /v2/images`: Glance's filters, sorting and marker paging.
+"""`GET /v2/images`: Glance's filters, sorting and marker paging, all in SQL.
 
-Filters that narrow the candidate set a lot (owner, visibility, status, name) run in
-SQL; the rest, and sorting with a stable tie-breaker, run over those candidates.
+Visibility and membership, every filter, the ordering (with the id as the last,
+unique key) and marker paging (a seek past the marker's sort values) are one query
+that reads one page of rows, whatever the number of images; the indexes it needs
+are in `kumo.image.models`.
 """
 
 from __future__ import annotations
@@ -9,18 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.orm import Session
 
 from kumo.api.context import RequestContext
 from kumo.errors import BadRequest
 from kumo.image import access
 from kumo.image.lifecycle import DELETED, MEMBER_STATUSES, VISIBILITIES
-from kumo.image.models import Image
+from kumo.image.models import Image, ImageMember, ImageProperty, ImageTag
 
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 1000
@@ -42,16 +43,6 @@ SORT_KEYS = (
     "os_hidden",
 )
 CONTROL = frozenset({"limit", "marker", "sort_key", "sort_dir", "sort", "member_status"})
-COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
-    "gt": lambda a, b: a > b,
-    "gte": lambda a, b: a >= b,
-    "lt": lambda a, b: a < b,
-    "lte": lambda a, b: a <= b,
-    "eq": lambda a, b: a == b,
-    "neq": lambda a, b: a != b,
-}
-
-
 @dataclass
 class ListQuery:
     limit: int = DEFAULT_LIMIT
@@ -129,11 +120,8 @@ def _parse_time(value: str) -> datetime:
         raise BadRequest(
             f"Invalid date {value!r}: expected ISO 8601, e.g. 2016-04-18T21:38:54Z"
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    # Stored as naive UTC (as Glance's database keeps them).
+    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 
 def _bool(name: str, value: str) -> bool:
@@ -145,76 +133,109 @@ def _bool(name: str, value: str) -> bool:
     raise BadRequest(f"Invalid value for {name}: {value!r} (expected true or false)")
 
 
-def _matcher(name: str, raw: str) -> Callable[[Image], bool]:
-    """A predicate for one `name=value` filter (with `in:` and the date operators)."""
+PLAIN_COLUMNS = ("name", "owner", "status", "disk_format", "container_format", "id", "checksum",
+                 "os_hash_value")
+OPERATORS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
+    "gt": lambda c, v: c > v,
+    "gte": lambda c, v: c >= v,
+    "lt": lambda c, v: c < v,
+    "lte": lambda c, v: c <= v,
+    "eq": lambda c, v: c == v,
+    "neq": lambda c, v: c != v,
+}
+
+
+def _filter(name: str, raw: str) -> ColumnElement[bool]:
+    """The SQL condition for one `name=value` filter (with `in:` and the date operators)."""
     if name in ("size_min", "size_max"):
         bound = _int(name, raw)
-        if name == "size_min":
-            return lambda i: i.size is not None and i.size >= bound
-        return lambda i: i.size is not None and i.size <= bound
+        return Image.size >= bound if name == "size_min" else Image.size <= bound
     if name in ("created_at", "updated_at"):
         op, sep, rest = raw.partition(":")
-        if not sep or op not in COMPARATORS:
+        if not sep or op not in OPERATORS:
             raise BadRequest(
                 f"Invalid {name} filter {raw!r}: use gt:, gte:, lt:, lte:, eq: or neq:"
             )
-        moment, compare = _parse_time(rest), COMPARATORS[op]
-        return lambda i: compare(_as_utc(getattr(i, name)), moment)
+        return OPERATORS[op](getattr(Image, name), _parse_time(rest))
     if name == "tag":
-        return lambda i: raw in i.tag_list()
+        return Image.id.in_(select(ImageTag.image_id).where(ImageTag.value == raw))
     if name in ("protected", "os_hidden"):
-        flag = _bool(name, raw)
-        return lambda i: bool(getattr(i, name)) == flag
+        return getattr(Image, name).is_(_bool(name, raw))  # type: ignore[no-any-return]
     if name in ("min_disk", "min_ram"):
-        number = _int(name, raw)
-        return lambda i: getattr(i, name) == number
+        return getattr(Image, name) == _int(name, raw)  # type: ignore[no-any-return]
     values = raw[3:].split(",") if raw.startswith("in:") else [raw]
-    if name in (
-        "name",
-        "owner",
-        "status",
-        "disk_format",
-        "container_format",
-        "id",
-        "checksum",
-        "os_hash_value",
-    ):
-        return lambda i: getattr(i, name) in values
-    return lambda i: i.property_dict().get(name) in values
+    if name in PLAIN_COLUMNS:
+        return getattr(Image, name).in_(values)  # type: ignore[no-any-return]
+    return Image.id.in_(select(ImageProperty.image_id).where(
+        ImageProperty.name == name, ImageProperty.value.in_(values)))
 
 
-def _visible(
-    context: RequestContext, image: Image, visibility: str | None, member_status: str
-) -> bool:
-    if visibility is None:
-        return access.listed_by_default(context, image, member_status)
-    if visibility == "all":
-        return access.listed_by_default(context, image, member_status) or (
-            image.visibility == "community"
-        )
-    if image.visibility != visibility or not access.can_read(context, image):
-        return False
-    if visibility == "shared" and not (context.is_admin or access.is_owner(context, image)):
-        member = access.membership(context, image)
-        return member is not None and member_status in ("all", member.status)
-    return True
+def _member_of(context: RequestContext, member_status: str | None) -> ColumnElement[bool]:
+    """Shared with the caller's project (with that membership status, unless None/all)."""
+    members = select(ImageMember.image_id).where(ImageMember.member == context.project_id)
+    if member_status not in (None, "all"):
+        members = members.where(ImageMember.status == member_status)
+    return Image.id.in_(members)
 
 
-def _sort_value(image: Image, key: str) -> tuple[int, Any]:
-    value = getattr(image, key)
-    if isinstance(value, datetime):
-        value = _as_utc(value)
-    return (0, None) if value is None else (1, value)
+def _visibility(context: RequestContext, visibility: str | None,
+                member_status: str) -> ColumnElement[bool] | None:
+    """Glance's listing rules (`kumo.image.access`) as one SQL condition; None: all rows."""
+    own = Image.owner == context.project_id
+    if visibility is None or visibility == "all":
+        if context.is_admin:
+            return None
+        listed = or_(own, Image.visibility == "public",
+                     and_(Image.visibility == "shared", _member_of(context, member_status)))
+        return or_(listed, Image.visibility == "community") if visibility == "all" else listed
+    chosen = Image.visibility == visibility
+    if context.is_admin:
+        return chosen
+    if visibility in ("public", "community"):
+        return chosen
+    if visibility == "shared":
+        return and_(chosen, or_(own, _member_of(context, member_status)))
+    return and_(chosen, own)  # private
+
+
+def _order(key: str, direction: str) -> ColumnElement[Any]:
+    # NULLs first going up and last going down, on every database (SQLite's own order).
+    column = getattr(Image, key)
+    ordered: ColumnElement[Any] = (column.asc().nulls_first() if direction == "asc"
+                                   else column.desc().nulls_last())
+    return ordered
+
+
+def _after(marker: Image, ordering: list[tuple[str, str]]) -> ColumnElement[bool]:
+    """Rows that come after `marker` in `ordering` (whose last key is the unique id)."""
+    alternatives: list[ColumnElement[bool]] = []
+    equal: list[ColumnElement[bool]] = []
+    for key, direction in ordering:
+        column, value = getattr(Image, key), getattr(marker, key)
+        if value is None:
+            beyond = column.is_not(None) if direction == "asc" else false()
+            same = column.is_(None)
+        else:
+            beyond = column > value if direction == "asc" else or_(column < value,
+                                                                     column.is_(None))
+            same = column == value
+        alternatives.append(and_(*equal, beyond))
+        equal.append(same)
+    return or_(*alternatives)
 
 
 def run_query(
     session: Session, context: RequestContext, query: ListQuery
 ) -> tuple[list[Image], str | None]:
-    """The page of images the caller may list, and the id to put in `next` (or None)."""
+    """The page of images the caller may list, and the id to put in `next` (or None).
+
+    One SQL query with the filters, visibility and ordering, limited to the page
+    plus one row; a marker is a seek past the marker image's sort values, so a deep
+    page costs what the first one does.
+    """
     visibility: str | None = None
-    matchers: list[Callable[[Image], bool]] = []
+    conditions: list[ColumnElement[bool]] = [Image.status != DELETED]
     os_hidden_filter = False
-    stmt = select(Image).where(Image.status != DELETED)
     for name, value in query.filters:
         if name == "visibility":
             if value not in (*VISIBILITIES, "all"):
@@ -223,29 +244,27 @@ def run_query(
             continue
         if name == "os_hidden":
             os_hidden_filter = True
-        matchers.append(_matcher(name, value))
+        conditions.append(_filter(name, value))
     if not os_hidden_filter:
         # Hidden images are left out unless asked for (os_hidden=true).
-        matchers.append(lambda i: not i.os_hidden)
-    candidates = [
-        image
-        for image in session.scalars(stmt)
-        if _visible(context, image, visibility, query.member_status)
-        and all(match(image) for match in matchers)
-    ]
+        conditions.append(Image.os_hidden.is_(False))
+    visible = _visibility(context, visibility, query.member_status)
+    if visible is not None:
+        conditions.append(visible)
     ordering = [*query.sort]
     if not any(key == "id" for key, _ in ordering):
         ordering.append(("id", ordering[-1][1] if ordering else "desc"))
-    for key, direction in reversed(ordering):
-        candidates.sort(key=partial(_sort_value, key=key), reverse=direction == "desc")
-    start = 0
     if query.marker is not None:
-        ids = [image.id for image in candidates]
-        if query.marker not in ids:
+        marker = session.get(Image, query.marker)
+        if marker is None or marker.status == DELETED or not access.can_read(context, marker):
             raise BadRequest(f"marker {query.marker!r} not found among the images you can list")
-        start = ids.index(query.marker) + 1
-    page = candidates[start : start + query.limit]
-    more = len(page) == query.limit and start + query.limit < len(candidates)
+        conditions.append(_after(marker, ordering))
+    stmt = (select(Image).where(*conditions)
+            .order_by(*(_order(key, direction) for key, direction in ordering))
+            .limit(query.limit + 1))
+    rows = list(session.scalars(stmt))
+    page = rows[: query.limit]
+    more = len(rows) > query.limit
     return page, (page[-1].id if more and page else None)
 
 
