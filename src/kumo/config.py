@@ -128,6 +128,13 @@ class ConsoleSettings:
 
 
 @dataclass
+class IdentitySettings:
+    """keystone.conf `[identity]`: the cost of password hashes (bcrypt rounds)."""
+
+    password_hash_rounds: int = 12
+
+
+@dataclass
 class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     host: str = "127.0.0.1"
@@ -143,6 +150,7 @@ class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     quota: QuotaSettings = field(default_factory=QuotaSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
 
     @property
     def db_url(self) -> str:
@@ -194,6 +202,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "quota": tuple(f"quota.{name}" for name in QuotaSettings.__dataclass_fields__),
     "console": ("console.allowed_origins",),
     "consoleauth": ("console.token_ttl",),
+    "identity": ("identity.password_hash_rounds",),
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -295,6 +304,9 @@ def _check(settings: Settings, path: Path) -> None:
             f"{path}: [DEFAULT] public_url: expected an http:// or https:// URL, "
             f"got {settings.public_url!r}"
         )
+    if not 4 <= settings.identity.password_hash_rounds <= 31:
+        raise ConfigError(f"{path}: [identity] password_hash_rounds: "
+                          f"{settings.identity.password_hash_rounds} is not in 4..31")
     if not 576 <= settings.metadata.mtu <= 9000:
         raise ConfigError(f"{path}: [metadata] mtu: {settings.metadata.mtu} is not in 576..9000")
     _check_network(settings.network, path)

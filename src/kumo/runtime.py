@@ -39,8 +39,10 @@ class Runtime:
 
 def build_runtime(settings: Settings) -> Runtime:
     """Create the data directory, migrate the database, open the store."""
+    from kumo.identity.passwords import set_rounds
     from kumo.store import build_store
 
+    set_rounds(settings.identity.password_hash_rounds)
     for folder in (settings.data_dir, settings.images_dir, settings.run_dir):
         folder.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.db_url)

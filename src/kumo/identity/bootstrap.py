@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kumo.identity.models import Project, Role, RoleAssignment, User
-from kumo.identity.passwords import hash_password, verify_password
+from kumo.identity.passwords import hash_password, needs_rehash, verify_password
 
 DEFAULT_ROLES = ("admin", "member", "reader")
 ADMIN_USER = "admin"
@@ -40,7 +40,8 @@ def bootstrap(session: Session, admin_password: str) -> User:
     if user is None:
         user = User(name=ADMIN_USER, password_hash=hash_password(admin_password))
         session.add(user)
-    elif not verify_password(admin_password, user.password_hash):
+    elif needs_rehash(user.password_hash) or not verify_password(admin_password,
+                                                                 user.password_hash):
         user.password_hash = hash_password(admin_password)
     session.flush()
     user.default_project_id = project.id
