@@ -68,7 +68,11 @@ $(TEMPEST_VENV)/bin/tempest:
 conformance: venv tempest
 	$(PY) -m kumo.conformance $(SELECTION) --tempest-venv $(TEMPEST_VENV) $(CONFORMANCE_ARGS)
 
+## bench/upload.py compares the first download with Debian's nginx.
 bench: dev
+	@command -v nginx >/dev/null || PATH=$$PATH:/usr/sbin command -v nginx >/dev/null || \
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+		--no-install-recommends nginx-light
 	$(PY) bench/upload.py
 
 clean:

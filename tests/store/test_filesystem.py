@@ -5,12 +5,15 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kumo.errors import InsufficientStorage
+from kumo.store import filesystem
 from kumo.store.filesystem import STAGE_SIZE, FilesystemStore
 
 
@@ -82,3 +85,39 @@ def test_sweep_partial_removes_leftovers_only(tmp_path: Path) -> None:
     (tmp_path / "images" / "half.partial").write_bytes(b"half")
     assert store.sweep_partial() == [str(tmp_path / "images" / "half.partial")]
     assert store.locations() == [kept.location]
+
+
+def _resident(path: Path) -> int:
+    """Bytes of `path` in the page cache (util-linux fincore)."""
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--raw", "--output", "RES",
+                          str(path)], check=True, capture_output=True, text=True).stdout
+    return int(out.strip())
+
+
+def _uploaded_and_cached(tmp_path: Path, size: int) -> tuple[Path, int]:
+    store = FilesystemStore(tmp_path / "images")
+    block = mmap.mmap(-1, 8 * 1024 * 1024)  # page-aligned: the O_DIRECT path, as uploads
+    block.write(os.urandom(len(block)))
+    stored = store.put("img", [memoryview(block)] * (size // len(block)))
+    path = tmp_path / "images" / "img"
+    deadline = time.monotonic() + 30
+    resident = _resident(path)
+    while resident < min(size, filesystem.UPLOAD_CACHE_BYTES) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the kernel reads the ranges back asynchronously
+        resident = _resident(path)
+    assert stored.size == size
+    return path, resident
+
+
+def test_fresh_upload_is_in_the_page_cache(tmp_path: Path) -> None:
+    """O_DIRECT writes, yet the first download after the upload reads from memory."""
+    _, resident = _uploaded_and_cached(tmp_path, 64 * 1024 * 1024)
+    assert resident == 64 * 1024 * 1024
+
+
+def test_an_upload_keeps_only_its_budget_in_the_cache(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(filesystem, "UPLOAD_CACHE_BYTES", 16 * 1024 * 1024)
+    path, _ = _uploaded_and_cached(tmp_path, 64 * 1024 * 1024)
+    time.sleep(1)
+    assert 16 * 1024 * 1024 <= _resident(path) <= 24 * 1024 * 1024

@@ -6,6 +6,13 @@ with O_DIRECT: on a VM the kernel's page-cache copy of a fresh gigabyte costs mo
 CPU than hashing it, and an upload is meant to cost little more than one sha512
 pass. Chunks that are already page-aligned (the upload's pooled blocks) are written
 in place; anything else goes through a page-aligned staging buffer.
+
+O_DIRECT leaves nothing in the page cache, yet compute nodes download an image right
+after it is uploaded. So the first `UPLOAD_CACHE_BYTES` of each upload are read back
+into the page cache behind the writes (`posix_fadvise(WILLNEED)` on each range just
+written, from a thread of its own: the kernel reads them while the upload goes on).
+An upload therefore adds at most that much to the page cache, whatever its size,
+and the rest of the cache is not pushed out by a large image.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import errno
 import fcntl
 import mmap
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -28,6 +37,50 @@ READ_CHUNK = 4 * 1024 * 1024
 STAGE_SIZE = 8 * 1024 * 1024  # a multiple of every block size O_DIRECT may demand
 O_DIRECT = getattr(os, "O_DIRECT", 0)
 ALIGN = mmap.PAGESIZE  # satisfies every logical block size O_DIRECT may demand
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 8 << 30
+
+
+# How much of each upload is kept in the page cache: an eighth of RAM, at most 4 GiB.
+UPLOAD_CACHE_BYTES = min(_memory_bytes() // 8, 4 << 30)
+
+
+class _CacheWarmer:
+    """One thread that asks the kernel to read just-written ranges into the page cache."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[int, int, int]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def warm(self, fd: int, offset: int, length: int) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="kumo-cache-warmer",
+                                                daemon=True)
+                self._thread.start()
+        self._queue.put((fd, offset, length))
+
+    def release(self, fd: int) -> None:
+        """Close `fd` once every range queued for it was handed to the kernel."""
+        self._queue.put((fd, -1, 0))
+
+    def _run(self) -> None:
+        while True:
+            fd, offset, length = self._queue.get()
+            if offset < 0:
+                os.close(fd)
+                continue
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+
+
+_WARMER = _CacheWarmer()
 Chunk = bytes | bytearray | memoryview
 
 
@@ -56,6 +109,9 @@ class _Writer:
         self.view = memoryview(self.stage) if self.stage is not None else None
         self.fill = 0
         self.size = 0
+        self.offset = 0  # of the file: what went out to it so far
+        # Written data bypasses the cache only with O_DIRECT: read it back (bounded).
+        self.warm_fd = os.dup(self.fd) if self.direct and UPLOAD_CACHE_BYTES else None
 
     def write(self, chunk: Chunk) -> None:
         self.size += len(chunk)
@@ -97,6 +153,9 @@ class _Writer:
                 # write left the offset unaligned): go on through the page cache.
                 self._drop_direct()
                 continue
+            if self.warm_fd is not None and self.offset < UPLOAD_CACHE_BYTES:
+                _WARMER.warm(self.warm_fd, self.offset, written)
+            self.offset += written
             data = data[written:]
 
     def finish(self) -> None:
@@ -110,6 +169,8 @@ class _Writer:
 
     def close(self) -> None:
         os.close(self.fd)
+        if self.warm_fd is not None:
+            _WARMER.release(self.warm_fd)
         # After an error, slices of the buffer may live on in the traceback; the
         # garbage collector unmaps it then.
         with contextlib.suppress(BufferError):
