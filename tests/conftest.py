@@ -34,6 +34,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     # In-process API tests never start the agent's namespace; tests/network and the
     # e2e tests build real networks on purpose.
     settings.network.driver = "user"
+    settings.identity.password_hash_rounds = 4  # bcrypt's floor: tests log in a lot
     settings.host, settings.port = "testserver", 80
     settings.public_url = "http://testserver"
     return settings

@@ -77,6 +77,8 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
 
     base = tmp_path_factory.mktemp("fuzz")
     config = Settings(data_dir=base / "data", admin_password=ADMIN_PASSWORD)
+    config.identity.password_hash_rounds = 4
+    config.network.driver = "user"
     config.host, config.port, config.public_url = "testserver", 80, "http://testserver"
     runtime: Runtime
     runtime, _ = prepare(config)
