@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import ColumnElement, and_, false, or_, select
+from sqlalchemy import ColumnElement, and_, false, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from kumo.api.context import RequestContext
@@ -171,11 +171,17 @@ def _filter(name: str, raw: str) -> ColumnElement[bool]:
 
 
 def _member_of(context: RequestContext, member_status: str | None) -> ColumnElement[bool]:
-    """Shared with the caller's project (with that membership status, unless None/all)."""
-    members = select(ImageMember.image_id).where(ImageMember.member == context.project_id)
+    """Shared with the caller's project (with that membership status, unless None/all).
+
+    A correlated EXISTS (the (image_id, member) index answers it per row): the list
+    stops after a page, so only the rows it walks are looked up, however many images
+    are shared with the project.
+    """
+    members = select(ImageMember.id).where(ImageMember.image_id == Image.id,
+                                           ImageMember.member == context.project_id)
     if member_status not in (None, "all"):
         members = members.where(ImageMember.status == member_status)
-    return Image.id.in_(members)
+    return members.exists()
 
 
 def _visibility(context: RequestContext, visibility: str | None,
@@ -206,8 +212,17 @@ def _order(key: str, direction: str) -> ColumnElement[Any]:
     return ordered
 
 
+NOT_NULL = frozenset({"id", "created_at", "updated_at", "status", "visibility", "protected",
+                      "os_hidden", "min_disk", "min_ram"})
+
+
 def _after(marker: Image, ordering: list[tuple[str, str]]) -> ColumnElement[bool]:
     """Rows that come after `marker` in `ordering` (whose last key is the unique id)."""
+    if {key for key, _ in ordering} <= NOT_NULL and len({d for _, d in ordering}) == 1:
+        # One direction, no NULLs: a row-value comparison, which the index seeks to.
+        columns = tuple_(*(getattr(Image, key) for key, _ in ordering))
+        values = tuple_(*(getattr(marker, key) for key, _ in ordering))
+        return columns > values if ordering[0][1] == "asc" else columns < values
     alternatives: list[ColumnElement[bool]] = []
     equal: list[ColumnElement[bool]] = []
     for key, direction in ordering:

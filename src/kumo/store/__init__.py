@@ -7,7 +7,9 @@ before a switch from `file` to `swift`, say) are still read and deleted by their
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 from kumo.config import Settings
 from kumo.errors import NotFound
@@ -71,6 +73,11 @@ class Stores(ImageStore):
 
     def image_id_of(self, location: str) -> str:
         return self._for(location).image_id_of(location)
+
+    @contextlib.contextmanager
+    def local_file(self, location: str, scratch: Path) -> Iterator[Path]:
+        with self._for(location).local_file(location, scratch) as path:
+            yield path
 
 
 def build_store(settings: Settings) -> ImageStore:
