@@ -1,15 +1,15 @@
 """image list indexes: walk images by created_at/updated_at, find tags and properties by name
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels = None
 depends_on = None
 
