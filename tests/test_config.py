@@ -50,6 +50,13 @@ subdirectory_name = cache
 [metadata]
 mtu = 1400
 dns_nameservers = 10.0.0.2, 10.0.0.3
+
+[network]
+external_cidr = 203.0.113.0/24
+default_subnet_pool = 10.8.0.0/16
+default_prefixlen = 26
+global_physnet_mtu = 9000
+enable_snat_by_default = true
 """,
     )
     settings = load_settings(data)
@@ -65,6 +72,10 @@ dns_nameservers = 10.0.0.2, 10.0.0.3
     assert settings.base_dir == settings.data_dir / "instances" / "cache"
     assert settings.metadata.mtu == 1400
     assert settings.metadata.dns_nameservers == ["10.0.0.2", "10.0.0.3"]
+    assert settings.network.external_cidr == "203.0.113.0/24"
+    assert (settings.network.default_subnet_pool, settings.network.default_prefixlen) == (
+        "10.8.0.0/16", 26)
+    assert settings.network.tenant_mtu == 8950 and settings.network.enable_snat_by_default
 
 
 @pytest.mark.parametrize(
@@ -86,6 +97,7 @@ dns_nameservers = 10.0.0.2, 10.0.0.3
         ("[glance_store]\ndefault_store = s3\ns3_store_host = http://s3\n",
          r"s3_store_access_key: needed with default_store = s3"),
         ("[glance_store]\ns3_store_large_object_chunk_size = 1\n", r"at least 5 \(MiB\)"),
+        ("[network]\ndefault_prefixlen = 8\n", r"default_prefixlen: 8 is not between 16"),
         ("port = 1\n", r"not a valid INI file"),
         ("[DEFAULT]\nport = 1\nport = 2\n", r"not a valid INI file"),
     ],

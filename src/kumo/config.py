@@ -61,8 +61,16 @@ class NetworkSettings:
     global_physnet_mtu: int = 1500
     # The external network (`public`): its subnet; the host takes its first address.
     external_cidr: str = "172.24.4.0/24"
-    # Where a project's default private network takes its /24 from.
+    # The floating IP range of its subnet ("START-END"; default: all but the host's address)
+    # and the external network's name (devstack's).
+    external_allocation_pool: str = ""
+    external_network_name: str = "public"
+    # Where a project's default private network takes its /default_prefixlen from.
     default_subnet_pool: str = "10.0.0.0/16"
+    default_prefixlen: int = 24
+    # Neutron's: whether a router gateway does SNAT unless the request says (admins
+    # only may say): outbound NAT for guests, off unless the operator allows it.
+    enable_snat_by_default: bool = False
     # Upstream DNS servers dnsmasq forwards guests' other names to (Neutron's
     # dnsmasq_dns_servers); empty: guests resolve only the cloud's own names.
     dnsmasq_dns_servers: list[str] = field(default_factory=list)
@@ -343,6 +351,10 @@ def _check_network(network: NetworkSettings, path: Path) -> None:
         if net.version != 4 or net.prefixlen > 29:
             raise ConfigError(f"{path}: [network] {name}: {value} must be an IPv4 "
                               "network of at least 8 addresses")
+    pool = ipaddress.ip_network(network.default_subnet_pool)
+    if not pool.prefixlen <= network.default_prefixlen <= 30:
+        raise ConfigError(f"{path}: [network] default_prefixlen: {network.default_prefixlen} "
+                          f"is not between {pool.prefixlen} and 30")
     for server in network.dnsmasq_dns_servers:
         try:
             ipaddress.ip_address(server)

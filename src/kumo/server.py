@@ -144,7 +144,10 @@ def prepare(settings: Settings) -> tuple[Runtime, str]:
         recover(runtime)
         from kumo.compute.service import register as register_compute
         from kumo.network.agent import register as register_network
+        from kumo.network.bootstrap import ensure_external_network
 
+        with session_scope(runtime.sessions) as session:
+            ensure_external_network(session, settings.network)
         register_network(runtime)
         register_compute(runtime)
     return runtime, password
@@ -202,6 +205,9 @@ def serve(
     except sqlalchemy.exc.OperationalError as exc:
         sock.close()
         raise SystemExit(f"kumo: cannot use the database: {exc.orig}") from None
+    except ConfigError as exc:
+        sock.close()
+        raise SystemExit(f"kumo: {exc}") from None
     app = create_app(runtime)
     app.router.lifespan_context = lambda _app: lifespan(runtime, password, merge_user_clouds)
     config = uvicorn.Config(

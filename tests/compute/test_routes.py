@@ -73,7 +73,7 @@ def test_boot_becomes_active_with_ssh_forward(api: TestClient, admin_headers: di
     compute.wait_idle()
     server = show(api, admin_headers, created["id"])
     assert server["metadata"]["kumo:ssh"].startswith("127.0.0.1:")
-    floating = [a for a in server["addresses"]["kumo-net"] if a["OS-EXT-IPS:type"] == "floating"]
+    floating = [a for a in server["addresses"]["private"] if a["OS-EXT-IPS:type"] == "floating"]
     assert floating[0]["addr"] == "127.0.0.1"
     assert server["flavor"]["original_name"] == "m1.tiny"
     assert show(api, admin_headers, created["id"], "2.1")["flavor"]["id"] == "1"

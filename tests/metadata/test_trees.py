@@ -10,7 +10,7 @@ from datetime import date
 import pytest
 
 from kumo.errors import NotFound
-from kumo.metadata.instance import PublicKey
+from kumo.metadata.instance import NicAddress, NicView, PublicKey
 from kumo.metadata.trees import (
     EC2_VERSIONS,
     OPENSTACK_VERSIONS,
@@ -183,6 +183,33 @@ def test_network_data_carries_mtu_mac_and_dns() -> None:
     nd = json.loads(lookup(own_dns, "/openstack/latest/network_data.json",
                            Defaults(dns_nameservers=("169.254.2.3",))).body)
     assert nd["services"] == [{"type": "dns", "address": "10.0.0.53"}]
+
+
+def test_network_data_of_real_nics_is_static_and_in_order() -> None:
+    nics = (
+        NicView("port-one-0000000", "net-1", "fa:16:3e:00:00:01", 1450, (
+            NicAddress("10.0.0.5", "255.255.255.0", "10.0.0.1",
+                       (("169.254.169.254/32", "10.0.0.2"),), ("10.0.0.2",)),)),
+        NicView("port-two-0000000", "net-2", "fa:16:3e:00:00:02", 1400, (
+            NicAddress("10.1.0.5", "255.255.255.0", None, (), ("10.0.0.2", "9.9.9.9")),)),
+    )
+    view = replace(VIEW, nics=nics, local_ipv4="10.0.0.5")
+    nd = json.loads(lookup(view, "/openstack/latest/network_data.json").body)
+    assert [(link["id"], link["mtu"], link["ethernet_mac_address"]) for link in nd["links"]] == [
+        ("tapport-one-00", 1450, "fa:16:3e:00:00:01"),
+        ("tapport-two-00", 1400, "fa:16:3e:00:00:02")]
+    first, second = nd["networks"]
+    assert (first["type"], first["ip_address"], first["link"]) == (
+        "ipv4", "10.0.0.5", "tapport-one-00")
+    assert first["routes"] == [
+        {"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.0.0.1"},
+        {"network": "169.254.169.254", "netmask": "255.255.255.255", "gateway": "10.0.0.2"}]
+    assert second["routes"] == [] and second["id"] == "network1"
+    assert nd["services"] == [{"type": "dns", "address": "10.0.0.2"},
+                              {"type": "dns", "address": "9.9.9.9"}]
+    assert text("/latest/meta-data/local-ipv4", view) == "10.0.0.5"
+    files = dict(config_drive_files(view, Defaults()))
+    assert json.loads(files["openstack/latest/network_data.json"]) == nd
 
 
 def test_config_drive_layout_is_novas() -> None:

@@ -36,25 +36,28 @@ _NEUTRON_TYPES = {
 }
 
 
-def error_body(flavor: Flavor, status: int, title: str, message: str, nova_key: str) -> Any:
+def error_body(flavor: Flavor, status: int, title: str, message: str, nova_key: str,
+               neutron_type: str | None = None) -> Any:
     if flavor is Flavor.IDENTITY:
         return {"error": {"code": status, "title": title, "message": message}}
     if flavor is Flavor.COMPUTE:
         return {nova_key: {"code": status, "message": message}}
     if flavor is Flavor.NETWORK:
-        kind = _NEUTRON_TYPES.get(status, "NeutronError")
+        kind = neutron_type or _NEUTRON_TYPES.get(status, "NeutronError")
         return {"NeutronError": {"type": kind, "message": message, "detail": ""}}
     # Glance: glanceclient and the SDK take `message` from each top-level *object*
     # of a JSON error body (a flat {"message": ...} makes glanceclient crash).
     return {"error": {"code": status, "title": title, "message": message}}
 
 
-def render(flavor: Flavor, status: int, title: str, message: str, nova_key: str) -> Response:
+def render(flavor: Flavor, status: int, title: str, message: str, nova_key: str,
+           neutron_type: str | None = None) -> Response:
     headers = {}
     if status == 401 and flavor in (Flavor.IDENTITY, Flavor.IMAGE, Flavor.COMPUTE, Flavor.NETWORK):
         headers["WWW-Authenticate"] = 'Keystone uri="/identity"'
     return JSONResponse(
-        error_body(flavor, status, title, message, nova_key), status_code=status, headers=headers
+        error_body(flavor, status, title, message, nova_key, neutron_type), status_code=status,
+        headers=headers,
     )
 
 
@@ -77,7 +80,9 @@ def handlers(flavor: Flavor) -> dict[Any, Callable[..., Any]]:
         assert isinstance(exc, KumoError)
         if exc.status >= 500:
             log.error("%s: %s", type(exc).__name__, exc.message)
-        return render(flavor, exc.status, exc.title, exc.message, exc.nova_key)
+        # Neutron's clients read the error's class name (network/errors.py sets it).
+        return render(flavor, exc.status, exc.title, exc.message, exc.nova_key,
+                      getattr(exc, "neutron_type", None))
 
     async def on_http_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -234,15 +234,16 @@ def ssh(
                                               "(default: the image's os_admin_user).")] = None,
     os_cloud: CloudOption = None,
 ) -> None:
-    """SSH into a server through its forwarded port: kumo server ssh NAME [-- COMMAND]."""
+    """SSH into a server (its floating IP, else its forwarded port): kumo server ssh NAME."""
     with cli_errors(), connect(os_cloud) as cloud:
         found = find_server(cloud, server)
-        endpoint = found.get("metadata", {}).get("kumo:ssh")
+        endpoint = ssh_endpoint(found)
         if not endpoint:
             raise CLIError(
-                f"server {found['name']} has no SSH forward: it is {found['status']}, or no "
-                "security group rule allows tcp/22 (openstack security group rule create "
-                "--protocol tcp --dst-port 22 default)")
+                f"server {found['name']} has no floating IP and no SSH forward: it is "
+                f"{found['status']}, or no security group rule allows tcp/22 (openstack "
+                "security group rule create --protocol tcp --dst-port 22 default), or it "
+                "needs a floating IP (openstack server add floating ip)")
         user = login or _admin_user(cloud, found["image"]["id"])
     program = shutil.which("ssh")
     if program is None:
@@ -256,6 +257,16 @@ def ssh(
     argv.append(f"{user}@{host}")
     argv += list(ctx.args)
     os.execv(program, argv)
+
+
+def ssh_endpoint(server: dict[str, Any]) -> str | None:
+    """HOST:PORT to SSH to: the server's floating IP, else kumo's user-mode SSH forward."""
+    for entries in server.get("addresses", {}).values():
+        for entry in entries:
+            if entry.get("OS-EXT-IPS:type") == "floating" and entry["addr"] != "127.0.0.1":
+                return f"{entry['addr']}:22"
+    endpoint = server.get("metadata", {}).get("kumo:ssh")
+    return str(endpoint) if endpoint else None
 
 
 def _admin_user(cloud: CloudClient, image_id: str) -> str:

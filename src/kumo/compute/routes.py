@@ -38,6 +38,7 @@ from kumo.compute.service import compute_of
 from kumo.console.nova import create_remote_console
 from kumo.errors import BadRequest, NotFound
 from kumo.hypervisor.routes import routes as cache_routes
+from kumo.network import nics
 from kumo.network.models import SecurityGroup
 from kumo.runtime import Runtime
 
@@ -180,12 +181,27 @@ async def delete_keypair(request: Request) -> Response:
 # -- servers -----------------------------------------------------------------
 
 def group_names(session: Session, server: Server) -> list[str]:
-    if not server.security_group_ids:
+    """The groups of the server's ports, as nova shows them (portless: those it asked for)."""
+    asked = list(server.security_group_ids or [])
+    ids = nics.server_group_ids(session, server.id)
+    if ids is None:
+        ids = asked
+    else:  # in the order the server got them (create, addSecurityGroup), then others
+        ids = sorted(ids, key=lambda g: asked.index(g) if g in asked else len(asked))
+    if not ids:
         return []
     rows = session.execute(select(SecurityGroup.id, SecurityGroup.name).where(
-        SecurityGroup.id.in_(server.security_group_ids))).all()
+        SecurityGroup.id.in_(ids))).all()
     names = dict(rows)
-    return [names[g] for g in server.security_group_ids if g in names]
+    return [names[g] for g in ids if g in names]
+
+
+def server_view(request: Request, session: Session, context: RequestContext, server: Server,
+                server_nics: list[nics.Nic], **kwargs: Any) -> dict[str, Any]:
+    """views.server_view with the server's groups and NICs (addresses)."""
+    return views.server_view(server, base_url(request), microversion(request), context,
+                             group_names(session, server), nics=server_nics,
+                             user_mode=nics.user_mode(runtime_from(request)), **kwargs)
 
 
 async def create_server(request: Request) -> Response:
@@ -202,9 +218,10 @@ async def create_server(request: Request) -> Response:
 
     def work(session: Session, context: RequestContext) -> servers.Created:
         return servers.create_server(session, context, body, mv, compute.images, user_data,
-                                     runtime.settings.quota)
+                                     runtime.settings.quota, runtime.settings.network)
 
     created = await in_session(request, work)
+    nics.notify(runtime)
     for server in created.servers:
         if server.id not in created.faults:
             compute.submit_spawn(server.id)
@@ -232,39 +249,41 @@ _LIST_FILTERS = {"all_tenants", "project_id", "tenant_id", "name", "status", "im
 
 async def list_servers(request: Request) -> Response:
     detail = request.url.path.endswith("/detail")
-    mv, base = microversion(request), base_url(request)
+    mv = microversion(request)
     query = dict(request.query_params)
     unknown = set(query) - _LIST_FILTERS
     if unknown and mv >= (2, 75):
         raise BadRequest(f"Invalid input for query parameters {', '.join(sorted(unknown))}.")
     def work(session: Session, context: RequestContext) -> list[dict[str, Any]]:
-        return [views.server_view(s, base, mv, context, group_names(session, s), detail=detail)
-                for s in servers.list_servers(session, context, query, mv)]
+        found = servers.list_servers(session, context, query, mv)
+        by_server = nics.nics_of(session, [s.id for s in found]) if detail else {}
+        return [server_view(request, session, context, s, by_server.get(s.id, []),
+                            detail=detail) for s in found]
 
     return JSONResponse({"servers": await in_session(request, work)})
 
 
 async def show_server(request: Request) -> Response:
-    mv, base, server_id = microversion(request), base_url(request), request.path_params["id"]
+    server_id = request.path_params["id"]
 
     def work(session: Session, context: RequestContext) -> dict[str, Any]:
         server = servers.get_server(session, context, server_id)
-        return views.server_view(server, base, mv, context, group_names(session, server),
-                                 show=True,
-                                 server_groups=server_groups.groups_of(session, server.id))
+        return server_view(request, session, context, server,
+                           nics.server_nics(session, server.id), show=True,
+                           server_groups=server_groups.groups_of(session, server.id))
 
     return JSONResponse({"server": await in_session(request, work)})
 
 
 async def update_server(request: Request) -> Response:
     body = await read_json(request)
-    mv, base, server_id = microversion(request), base_url(request), request.path_params["id"]
+    mv, server_id = microversion(request), request.path_params["id"]
 
     def work(session: Session, context: RequestContext) -> dict[str, Any]:
         server = servers.update_server(session, context, server_id, body, mv)
-        return views.server_view(server, base, mv, context, group_names(session, server),
-                                 show=True, basic=mv < (2, 75),
-                                 server_groups=server_groups.groups_of(session, server.id))
+        return server_view(request, session, context, server,
+                           nics.server_nics(session, server.id), show=True, basic=mv < (2, 75),
+                           server_groups=server_groups.groups_of(session, server.id))
 
     shown = await in_session(request, work)
     _invalidate(request, server_id)

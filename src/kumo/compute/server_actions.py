@@ -29,7 +29,7 @@ from kumo.compute.models import ACTIVE, ERROR, STOPPED, Server
 from kumo.compute.service import ComputeService
 from kumo.db.base import utcnow
 from kumo.errors import BadRequest, Forbidden, NotFound
-from kumo.network import secgroups
+from kumo.network import nics, secgroups
 
 InSession = Callable[[Callable[[Session, Server], Any]], Awaitable[Any]]
 Handler = Callable[[Request, InSession, ComputeService, RequestContext, str, Any],
@@ -156,7 +156,9 @@ async def rebuild(request: Request, in_session: InSession, compute: ComputeServi
         servers.record_action(session, server, "rebuild", context)
         session.flush()
         shown = views.server_view(server, base, mv, context, [], show=True, basic=mv < (2, 75),
-                                  server_groups=server_groups.groups_of(session, server.id))
+                                  server_groups=server_groups.groups_of(session, server.id),
+                                  nics=nics.server_nics(session, server.id),
+                                  user_mode=nics.user_mode(runtime_from(request)))
         if mv >= (2, 75):
             from kumo.compute.routes import group_names
 
@@ -297,7 +299,8 @@ def _security_group(add: bool) -> Handler:
             except BadRequest:
                 raise NotFound(f"Security group {name} not found for project "
                                f"{context.project_id}.") from None
-            current = list(server.security_group_ids or [])
+            on_ports = nics.server_group_ids(session, server.id)
+            current = list(server.security_group_ids or []) if on_ports is None else on_ports
             if add and group.id in current:
                 raise BadRequest(f"Security group {name} is already associated with the "
                                  f"instance {server.id}")
@@ -306,11 +309,13 @@ def _security_group(add: bool) -> Handler:
                                  f"{server.id}")
             server.security_group_ids = [*current, group.id] if add else [
                 g for g in current if g != group.id]
+            nics.set_server_group(session, context, server.id, group.id, add)
             action = "addSecurityGroup" if add else "removeSecurityGroup"
             entry = servers.record_action(session, server, action, context)
             entry.finish_time, entry.result = utcnow(), "Success"
 
         await in_session(work)
+        nics.notify(runtime_from(request))
         compute.submit_forwards([server_id])
         return Response(status_code=202)
 

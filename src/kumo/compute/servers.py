@@ -22,7 +22,6 @@ from kumo.api.context import RequestContext
 from kumo.compute import quotas, server_groups
 from kumo.compute.flavor_extras import visible_flavor
 from kumo.compute.images import ImagePort, check_bootable
-from kumo.compute.instance_source import NETWORK_ID
 from kumo.compute.keypairs import get_keypair
 from kumo.compute.microversion import Version
 from kumo.compute.models import (
@@ -43,12 +42,11 @@ from kumo.compute.models import (
     server_status,
 )
 from kumo.compute.views import aware
-from kumo.config import QuotaSettings
+from kumo.config import NetworkSettings, QuotaSettings
 from kumo.db.base import utcnow
 from kumo.errors import BadRequest, Conflict, NotFound
-from kumo.network import secgroups
+from kumo.network import nics, secgroups
 
-NETWORK_NAME = "kumo-net"
 RESERVED_META_PREFIX = "kumo:"
 _HOSTNAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
 _STATUS_FILTERS = {"ACTIVE", "BUILD", "SHUTOFF", "ERROR", "REBOOT", "HARD_REBOOT", "DELETED",
@@ -111,7 +109,8 @@ def new_password(length: int = 12) -> str:
 
 def create_server(session: Session, context: RequestContext, body: Any, version: Version,
                   images: ImagePort, user_data: bytes | None,
-                  quota: QuotaSettings | None = None) -> Created:
+                  quota: QuotaSettings | None = None,
+                  network: NetworkSettings | None = None) -> Created:
     """POST /servers: BUILD records (the caller then asks the service to spawn them)."""
     context.require_writer()
     quota = quota or QuotaSettings()
@@ -137,7 +136,10 @@ def create_server(session: Session, context: RequestContext, body: Any, version:
         raise BadRequest(f"Flavor {flavor_ref} could not be found.") from None
     image = images.boot_image(session, context, image_ref.rstrip("/").rsplit("/", 1)[-1])
     check_bootable(image, flavor.ram, flavor.disk)
-    _check_networks(spec.get("networks"), version)
+    if spec.get("networks") is None and version >= (2, 37):
+        raise BadRequest("Invalid input: 'networks' is a required property")
+    requested = nics.parse_requested(spec.get("networks"), auto_default=True)
+    _check_nics_for_count(requested, max_count)
     key_name, key_data = spec.get("key_name"), None
     if key_name is not None:
         try:
@@ -185,6 +187,9 @@ def create_server(session: Session, context: RequestContext, body: Any, version:
         session.flush()
         record_action(session, server, "create", context)
         fault = server_groups.join(session, context, server, hints, quota)
+        if fault is None:
+            fault = _allocate_ports(session, context, server, requested, groups,
+                                    spec.get("security_groups") is not None, network)
         if fault is not None:
             server.vm_state, server.task_state = ERROR, None
             set_fault(server, fault)
@@ -274,22 +279,29 @@ def _image_only(mappings: Any) -> bool:
             and str(bdm.get("boot_index", 0)) == "0")
 
 
-def _check_networks(networks: Any, version: Version) -> None:
-    if networks is None:
-        if version >= (2, 37):
-            raise BadRequest("Invalid input: 'networks' is a required property")
+def _check_nics_for_count(requested: list[nics.NicRequest] | str, max_count: int) -> None:
+    """nova: one port or one fixed IP cannot serve several servers of one request."""
+    if max_count <= 1 or isinstance(requested, str):
         return
-    if networks in ("auto", "none") and version >= (2, 37):
-        return
-    if not isinstance(networks, list):
-        raise BadRequest("Invalid input for field/attribute networks")
-    for entry in networks:
-        if not isinstance(entry, dict):
-            raise BadRequest("Invalid input for field/attribute networks")
-        if entry.get("port"):
-            raise BadRequest("kumo has no ports to attach; use the network kumo-net")
-        if entry.get("uuid") not in (None, NETWORK_ID):
-            raise BadRequest(f"Network {entry.get('uuid')} could not be found.")
+    if any(r.port_id for r in requested):
+        raise BadRequest("Unable to launch multiple instances with a single configured port "
+                         "ID. Please launch your instance one by one with different ports.")
+    if any(r.fixed_ip for r in requested):
+        raise BadRequest("Failed to launch instances: max_count cannot be greater than 1 if "
+                         "an fixed_ip is specified.")
+
+
+def _allocate_ports(session: Session, context: RequestContext, server: Server,
+                    requested: list[nics.NicRequest] | str, groups: list[Any],
+                    groups_explicit: bool, network: NetworkSettings | None) -> str | None:
+    """The server's ports; nova's fault (no address left) instead of an error, if any."""
+    try:
+        nics.allocate_for_server(session, context, server.id, server.hostname, requested,
+                                 [g.id for g in groups], groups_explicit,
+                                 network or NetworkSettings())
+    except nics.NoFixedIps as exc:
+        return exc.message
+    return None
 
 
 def _group_refs(value: Any) -> list[str]:

@@ -46,7 +46,7 @@ from kumo.db.base import utcnow
 from kumo.db.engine import session_scope
 from kumo.errors import KumoError, ServiceUnavailable
 from kumo.hypervisor.driver import GuestSpec, GuestState, GuestStatus, Hypervisor, Nic
-from kumo.network import secgroups
+from kumo.network import nics, secgroups
 from kumo.runtime import Runtime
 
 log = logging.getLogger("kumo.compute")
@@ -203,13 +203,13 @@ class ComputeService(ServerLifecycle):
                 if view is None:
                     raise KumoError(f"server {server.id} vanished while building its config drive")
                 build_config_drive(view, drive)
-        netns, nics = self._plug(server.id)
+        netns, guest_nics = self._plug(server.id)
         return GuestSpec(
             server_id=server.id, name=server.name, image_id=server.image_id, vcpus=server.vcpus,
             memory_mb=server.memory_mb, root_gb=server.root_gb, forwards=forwards,
             config_drive=drive, metadata_socket=socket_path if netns is None else None,
             allow_outbound=self.runtime.settings.compute.allow_guest_outbound,
-            nics=nics, netns=netns,
+            nics=guest_nics, netns=netns,
             rescue_image_id=server.image_id if server.vm_state == RESCUED else None,
         )
 
@@ -258,9 +258,9 @@ class ComputeService(ServerLifecycle):
 
     def _spawn(self, server_id: str) -> None:
         server = self._update(server_id, lambda s: setattr(s, "task_state", "spawning")
-                              if s.task_state != "deleting" else None)
-        if server is None or server.task_state == "deleting":
-            return
+                              if s.task_state != "deleting" and s.vm_state != ERROR else None)
+        if server is None or server.task_state == "deleting" or server.vm_state == ERROR:
+            return  # deleted meanwhile, or failed at create (no address left: see its fault)
         try:
             status = self.hypervisor.spawn(self._spec(server))
         except Exception as exc:
@@ -335,6 +335,7 @@ class ComputeService(ServerLifecycle):
             channels.close_channel(server_id)
         shutil.rmtree(self.runtime.settings.instances_path / server_id, ignore_errors=True)
         with session_scope(self.runtime.sessions) as session:
+            nics.release_server_ports(session, server_id)
             server = session.get(Server, server_id)
             if server is not None:
                 # nova keeps deleted instances: their actions, usage, `deleted=True` lists
@@ -342,6 +343,7 @@ class ComputeService(ServerLifecycle):
                 finish_action(session, server_id, "forceDelete")
                 server.vm_state, server.task_state, server.power_state = DELETED, None, NOSTATE
                 server.host, server.host_ports, server.deleted_at = None, {}, utcnow()
+        nics.notify(self.runtime)
         with self._guard:
             self._locks.pop(server_id, None)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,8 +18,10 @@ from kumo.compute.models import (
     Server,
     server_status,
 )
+from kumo.network.nics import Nic
 
 MAC_ADDRESS = "52:54:00:12:34:56"  # QEMU user networking's default guest NIC
+USER_NETWORK = "kumo-net"  # what servers without ports show under user networking
 FIXED_IP = "169.254.2.15"  # the first DHCP address of the 169.254.0.0/16 user network
 
 
@@ -77,15 +80,33 @@ def ssh_endpoint(server: Server) -> str | None:
     return f"127.0.0.1:{port}" if port else None
 
 
-def addresses(server: Server) -> dict[str, list[dict[str, Any]]]:
-    if server.host is None:
-        return {}
-    entries: list[dict[str, Any]] = [{"version": 4, "addr": FIXED_IP, "OS-EXT-IPS:type": "fixed",
-                                      "OS-EXT-IPS-MAC:mac_addr": MAC_ADDRESS}]
-    if server.host_ports:
-        entries.append({"version": 4, "addr": "127.0.0.1", "OS-EXT-IPS:type": "floating",
-                        "OS-EXT-IPS-MAC:mac_addr": MAC_ADDRESS})
-    return {"kumo-net": entries}
+def _address(addr: str, kind: str, mac: str) -> dict[str, Any]:
+    return {"version": 4, "addr": addr, "OS-EXT-IPS:type": kind, "OS-EXT-IPS-MAC:mac_addr": mac}
+
+
+def addresses(server: Server, nics: Sequence[Nic] = (),
+              user_mode: bool = True) -> dict[str, list[dict[str, Any]]]:
+    """Nova's `addresses`: per network name, each fixed IP and the floating IPs on it.
+
+    Under QEMU user networking the guest's NIC is QEMU's (its 169.254 address and MAC,
+    the SSH forward on 127.0.0.1 as its floating address) whatever its port says.
+    """
+    if user_mode:
+        if server.host is None:
+            return {}
+        entries = [_address(FIXED_IP, "fixed", MAC_ADDRESS)]
+        if server.host_ports:
+            entries.append(_address("127.0.0.1", "floating", MAC_ADDRESS))
+        return {nics[0].network_name if nics else USER_NETWORK: entries}
+    shown: dict[str, list[dict[str, Any]]] = {}
+    for nic in nics:
+        entries = shown.setdefault(nic.network_name, [])
+        floating = dict(nic.floating_ips)
+        for fixed in nic.fixed_ips:
+            entries.append(_address(fixed.ip_address, "fixed", nic.mac))
+            if fixed.ip_address in floating:
+                entries.append(_address(floating[fixed.ip_address], "floating", nic.mac))
+    return shown
 
 
 def shown_metadata(server: Server) -> dict[str, str]:
@@ -105,14 +126,15 @@ _EXTENDED_KEYS = {"key_name", "security_groups", "config_drive", "host_status"}
 
 def server_view(server: Server, base: str, version: Version, context: RequestContext,
                 groups: list[str], *, detail: bool = True, show: bool = False,
-                basic: bool = False, server_groups: list[str] | None = None) -> dict[str, Any]:
+                basic: bool = False, server_groups: list[str] | None = None,
+                nics: Sequence[Nic] = (), user_mode: bool = True) -> dict[str, Any]:
     """GET /servers/{id} and each entry of /servers/detail (or the brief list form).
 
     `basic`: the shorter view nova answers PUT /servers/{id} and rebuild with before 2.75
     (no extended attributes).
     """
     body = _server_view(server, base, version, context, groups, detail=detail, show=show,
-                        server_groups=server_groups)
+                        server_groups=server_groups, nics=nics, user_mode=user_mode)
     if basic:
         body = {k: v for k, v in body.items()
                 if not k.startswith(_EXTENDED_PREFIXES) and k not in _EXTENDED_KEYS}
@@ -125,7 +147,8 @@ def server_view(server: Server, base: str, version: Version, context: RequestCon
 
 def _server_view(server: Server, base: str, version: Version, context: RequestContext,
                  groups: list[str], *, detail: bool, show: bool,
-                 server_groups: list[str] | None) -> dict[str, Any]:
+                 server_groups: list[str] | None, nics: Sequence[Nic],
+                 user_mode: bool) -> dict[str, Any]:
     body: dict[str, Any] = {"id": server.id, "name": server.name,
                             "links": links(base, "servers", server.id)}
     if not detail:
@@ -139,7 +162,7 @@ def _server_view(server: Server, base: str, version: Version, context: RequestCo
         "image": {"id": server.image_id, "links": links(base, "images", server.image_id)[1:]},
         "flavor": _flavor(server, base, version, context),
         "created": iso(server.created_at), "updated": iso(server.updated_at),
-        "addresses": addresses(server), "accessIPv4": server.access_ipv4 or "",
+        "addresses": addresses(server, nics, user_mode), "accessIPv4": server.access_ipv4 or "",
         "accessIPv6": server.access_ipv6 or "",
         "OS-DCF:diskConfig": server.disk_config,
         "OS-EXT-AZ:availability_zone": server.availability_zone,

@@ -19,6 +19,28 @@ class PublicKey:
 
 
 @dataclass(frozen=True)
+class NicAddress:
+    """One IPv4 address of a NIC with what its subnet tells a guest (static config)."""
+
+    address: str
+    netmask: str
+    gateway: str | None = None
+    routes: tuple[tuple[str, str], ...] = ()  # (destination CIDR, nexthop) beyond the default
+    dns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NicView:
+    """One NIC of the guest, in order: its port, MAC, MTU and addresses."""
+
+    port_id: str
+    network_id: str
+    mac: str
+    mtu: int
+    addresses: tuple[NicAddress, ...] = ()
+
+
+@dataclass(frozen=True)
 class InstanceView:
     uuid: str
     name: str
@@ -45,6 +67,9 @@ class InstanceView:
     port_id: str = ""  # the port (Neutron's vif_id); default: derived from uuid
     # vendor_data.json (nova's StaticJSON provider): e.g. cloud-init's apt proxy.
     vendor_data: dict[str, object] = field(default_factory=dict)
+    # Real networks: every NIC (network_data.json renders them as nova's netutils does).
+    # Empty under QEMU user networking: one DHCP link with the fields above.
+    nics: tuple[NicView, ...] = ()
     kernel_id: str = ""  # EC2 kernel-id / ramdisk-id appear only when set
     ramdisk_id: str = ""
 

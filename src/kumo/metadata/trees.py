@@ -8,6 +8,7 @@ version gates and 404s follow nova/api/metadata/base.py.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import posixpath
@@ -17,7 +18,7 @@ from datetime import UTC, date, datetime
 from typing import Union
 
 from kumo.errors import NotFound
-from kumo.metadata.instance import InstanceView
+from kumo.metadata.instance import InstanceView, NicView
 
 EC2_VERSIONS: tuple[str, ...] = (
     "1.0",
@@ -180,7 +181,9 @@ def meta_data_json(view: InstanceView, version: str) -> dict[str, object]:
 
 
 def network_data_json(view: InstanceView, defaults: Defaults) -> dict[str, object]:
-    """network_data.json: one DHCP-configured ethernet link carrying the network's MTU."""
+    """network_data.json: every NIC, or QEMU user networking's one DHCP link."""
+    if view.nics:
+        return _static_network_data(view.nics)
     port_id = view.port_id or view.uuid
     link = "tap" + port_id[:11]  # nova names links after the host's tap device
     nameservers = view.dns_nameservers or defaults.dns_nameservers
@@ -199,6 +202,38 @@ def network_data_json(view: InstanceView, defaults: Defaults) -> dict[str, objec
         ],
         "services": [{"type": "dns", "address": address} for address in nameservers],
     }
+
+
+def _static_network_data(nics: Sequence[NicView]) -> dict[str, object]:
+    """As nova's netutils renders static IPv4 (so cloud-init sets what DHCP also gives).
+
+    One link per NIC (named after its tap, type `bridge`: the VIF type of a Linux bridge
+    port), one `ipv4` network per address with netmask, default route via the gateway,
+    the subnet's routes and DNS servers; the DNS servers again at the top level.
+    """
+    links: list[dict[str, object]] = []
+    networks: list[dict[str, object]] = []
+    services: list[dict[str, str]] = []
+    for nic in nics:
+        link = "tap" + nic.port_id[:11]
+        links.append({"id": link, "vif_id": nic.port_id, "type": "bridge", "mtu": nic.mtu,
+                      "ethernet_mac_address": nic.mac})
+        for address in nic.addresses:
+            routes = []
+            if address.gateway:
+                routes.append({"network": "0.0.0.0", "netmask": "0.0.0.0",
+                               "gateway": address.gateway})
+            for destination, nexthop in address.routes:
+                net = ipaddress.IPv4Network(destination)
+                routes.append({"network": str(net.network_address), "netmask": str(net.netmask),
+                               "gateway": nexthop})
+            dns = [{"type": "dns", "address": server} for server in address.dns]
+            networks.append({"id": f"network{len(networks)}", "type": "ipv4", "link": link,
+                             "ip_address": address.address, "netmask": address.netmask,
+                             "routes": routes, "network_id": nic.network_id,
+                             "services": dns})
+            services += [entry for entry in dns if entry not in services]
+    return {"links": links, "networks": networks, "services": services}
 
 
 def _json(value: object) -> Document:

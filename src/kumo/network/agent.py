@@ -23,8 +23,8 @@ from sqlalchemy import select
 from kumo.db.engine import session_scope
 from kumo.errors import ServiceUnavailable, ToolMissing
 from kumo.hypervisor.driver import Nic
-from kumo.network.models import DEVICE_OWNER_DHCP, IPAllocation, Network, Port
-from kumo.network.topology import Topology, snapshot, tap_name
+from kumo.network.models import DEVICE_OWNER_DHCP, IPAllocation, Port
+from kumo.network.topology import Topology, snapshot
 from kumo.runtime import Runtime
 
 log = logging.getLogger("kumo.network")
@@ -135,22 +135,16 @@ class NetworkAgent:
     def plug(self, server_id: str) -> tuple[str | None, tuple[Nic, ...]]:
         """Bind the server's ports to this host and build their taps; what QEMU needs.
 
-        Returns the namespace and the NICs in the order the server's ports were made
-        (its first network is eth0). With user-mode networking: (None, ()).
+        Returns the namespace and the NICs in the server's order (`networks` of its
+        create request: the first is eth0). With user-mode networking: (None, ()).
         """
         netns = self.namespace
         if netns is None:
             return None, ()
-        with session_scope(self.runtime.sessions) as session:
-            rows = session.execute(
-                select(Port, Network.mtu).join(Network, Network.id == Port.network_id)
-                .where(Port.device_id == server_id, Port.device_owner.like("compute:%"))
-                .order_by(Port.created_at, Port.id)).all()
-            for port, _mtu in rows:
-                if port.host_id != self.host:
-                    port.host_id = self.host
-            nics = tuple(Nic(port_id=port.id, mac=port.mac_address, tap=tap_name(port.id),
-                             mtu=mtu) for port, mtu in rows)
+        from kumo.network.nics import bind_server_ports
+
+        nics = tuple(Nic(port_id=n.port_id, mac=n.mac, tap=n.tap, mtu=n.mtu)
+                     for n in bind_server_ports(self.runtime, server_id, self.host))
         self.resync()  # the taps must exist before QEMU opens them
         return netns, nics
 

@@ -195,3 +195,34 @@ class FloatingIP(Base):
     revision_number: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class VirtualInterface(Base):
+    """A server's NIC: which port, in which order, and whether the port outlives the server.
+
+    Nova's `virtual_interfaces` (plus its info cache's `preserve_on_delete`): ports compute
+    created for a server go with it; a port the user passed (`--port`) is only unbound.
+    """
+
+    __tablename__ = "virtual_interfaces"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    server_id: Mapped[str] = mapped_column(String(36), index=True)
+    port_id: Mapped[str] = mapped_column(
+        ForeignKey("ports.id", ondelete="CASCADE"), unique=True
+    )
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    preserve_on_delete: Mapped[bool] = mapped_column(default=False)
+    tag: Mapped[str | None] = mapped_column(String(60), default=None)
+
+
+class AutoAllocatedTopology(Base):
+    """A project's default network and router, made on first use (Neutron's table)."""
+
+    __tablename__ = "auto_allocated_topologies"
+
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    network_id: Mapped[str] = mapped_column(ForeignKey("networks.id", ondelete="CASCADE"))
+    router_id: Mapped[str | None] = mapped_column(
+        ForeignKey("routers.id", ondelete="SET NULL"), default=None
+    )

@@ -1,67 +1,93 @@
-"""Neutron v2.0 subset: the one network, its subnet, ports, security groups and rules.
+"""Neutron v2.0 routes: discovery, then the same five calls for each resource.
 
-Guests use QEMU user networking, so there is exactly one network (`kumo-net`,
-169.254.0.0/16) and nothing to create or attach; security groups are real and
-decide which guest ports kumo forwards (see `secgroups`).
+Handlers are thin: parse, call the resource's service function in one transaction,
+render Neutron's shape, then tell the network agent (and, for servers' ports, compute's
+user-mode forwards) that the topology changed.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from kumo.api.context import RequestContext, context_of
+from kumo.api.context import RequestContext
 from kumo.api.errors import Flavor
 from kumo.api.http import read_json
 from kumo.api.parts import in_session, part_app, runtime_from
-from kumo.compute.instance_source import NETWORK_ID
-from kumo.compute.models import Server
-from kumo.compute.servers import NETWORK_NAME
-from kumo.compute.service import compute_of
-from kumo.compute.views import FIXED_IP, MAC_ADDRESS
-from kumo.errors import NotFound
-from kumo.network import secgroups
-from kumo.network.models import SecurityGroup, SecurityGroupRule
+from kumo.network import (
+    floatingips,
+    l3_routes,
+    networks,
+    nics,
+    ports,
+    query,
+    routers,
+    secgroup_routes,
+    subnets,
+    views,
+)
+from kumo.network.errors import NeutronBadRequest
+from kumo.network.models import Port
 from kumo.runtime import Runtime
 
-T = TypeVar("T")
-SUBNET_ID = "3c1b8f0e-5a4d-4b8e-8c2a-6b756d6f7375"
-CREATED = "2025-01-01T00:00:00Z"
 EXTENSIONS = (
+    ("auto-allocated-topology", "Auto Allocated Topology Services",
+     "Auto Allocated Topology Services."),
+    ("availability_zone", "Availability Zone", "The availability zone extension."),
+    ("binding", "Port Binding", "Expose port bindings of a virtual port to external "
+                                "application"),
+    ("dns-integration", "DNS Integration", "Provides integration with DNS."),
+    ("external-net", "Neutron external network", "Adds external network attribute to "
+                                                 "network resource."),
+    ("ext-gw-mode", "Neutron L3 Configurable external gateway mode",
+     "Extension of the router abstraction for specifying whether SNAT should occur on the "
+     "external gateway"),
+    ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
+    ("fip-port-details", "Floating IP Port Details Extension",
+     "Add port_details attribute to Floating IP resource"),
+    ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),
+    ("net-mtu-writable", "Network MTU (writable)", "Provides a writable MTU attribute for a "
+                                                   "network resource."),
+    ("network_availability_zone", "Network Availability Zone",
+     "Availability zone support for network."),
+    ("port-security", "Port Security", "Provides port security"),
+    ("project-id", "project_id field enabled", "Extension that indicates that project_id "
+                                               "field is enabled."),
+    ("provider", "Provider Network", "Expose mapping of virtual networks to physical "
+                                     "networks"),
+    ("router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 "
+                                    "Neutron networks and access to external networks via a "
+                                    "NAT gateway."),
+    ("router_availability_zone", "Router Availability Zone",
+     "Availability zone support for router."),
     ("security-group", "security-group", "The security groups extension."),
-    ("project-id", "project-id", "Extension that indicates that project_id is enabled."),
-    ("standard-attr-description", "standard-attr-description", "Description of resources."),
-    ("standard-attr-timestamp", "standard-attr-timestamp", "created_at/updated_at."),
-    ("standard-attr-revisions", "standard-attr-revisions", "revision_number of resources."),
-    ("stateful-security-group", "stateful-security-group", "Stateful security groups."),
-    ("net-mtu", "net-mtu", "The network's MTU."),
+    ("standard-attr-description", "standard-attr-description", "Extension to add "
+                                                               "descriptions to standard "
+                                                               "attributes"),
+    ("standard-attr-revisions", "Resource revision numbers", "This extension will display "
+                                                             "the revision number of neutron "
+                                                             "resources."),
+    ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at "
+                                                       "fields to all Neutron resources that "
+                                                       "have Neutron standard attributes."),
+    ("stateful-security-group", "Stateful security group", "Indicates if the security "
+                                                           "group is stateful or not"),
+    ("subnet-external-network", "Subnet External Network", "Informs if the subnet is "
+                                                           "associated to a router:external "
+                                                           "network"),
 )
 
 
-def when(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-
-
-def shaped(request: Request, items: list[dict[str, Any]], filters: tuple[str, ...] = ()
-           ) -> list[dict[str, Any]]:
-    """Apply simple exact-match filters and Neutron's `fields=` selection."""
-    query = request.query_params
-    for key in filters:
-        if key in query:
-            items = [i for i in items if str(i.get(key)).lower() == query[key].lower()]
-    fields = query.getlist("fields")
-    if fields:
-        items = [{k: v for k, v in i.items() if k in fields} for i in items]
-    return items
+def extension_body(alias: str, name: str, description: str) -> dict[str, Any]:
+    return {"alias": alias, "name": name, "description": description, "links": [],
+            "updated": "2025-01-01T00:00:00-00:00"}
 
 
 async def versions(request: Request) -> Response:
@@ -70,211 +96,142 @@ async def versions(request: Request) -> Response:
                                        "links": [{"rel": "self", "href": href}]}]})
 
 
+async def root(request: Request) -> Response:
+    href = f"{runtime_from(request).settings.base_url}/network/v2.0"
+    collections = ("networks", "subnets", "ports", "routers", "floatingips",
+                   "security-groups", "security-group-rules")
+    return JSONResponse({"resources": [
+        {"name": c.rstrip("s").replace("-", "_"), "collection": c,
+         "links": [{"rel": "self", "href": f"{href}/{c}"}]} for c in collections]})
+
+
 async def extensions(_request: Request) -> Response:
-    return JSONResponse({"extensions": [
-        {"alias": alias, "name": name, "description": text, "links": [],
-         "updated": "2025-01-01T00:00:00-00:00"} for alias, name, text in EXTENSIONS]})
+    return JSONResponse({"extensions": [extension_body(*e) for e in EXTENSIONS]})
 
 
-def network_body(request: Request) -> dict[str, Any]:
-    settings = runtime_from(request).settings
-    return {
-        "id": NETWORK_ID, "name": NETWORK_NAME, "status": "ACTIVE", "admin_state_up": True,
-        "subnets": [SUBNET_ID], "shared": True, "router:external": False,
-        "mtu": settings.metadata.mtu, "project_id": "", "tenant_id": "",
-        "port_security_enabled": True, "is_default": True, "l2_adjacency": True,
-        "description": "QEMU user networking: one private 169.254.0.0/16 per guest; SSH and "
-                       "other allowed ports reach guests through 127.0.0.1 forwards",
-        "availability_zones": ["nova"], "availability_zone_hints": [],
-        "ipv4_address_scope": None, "ipv6_address_scope": None, "tags": [],
-        "created_at": CREATED, "updated_at": CREATED, "revision_number": 1,
-    }
+async def extension(request: Request) -> Response:
+    alias = request.path_params["alias"]
+    for entry in EXTENSIONS:
+        if entry[0] == alias:
+            return JSONResponse({"extension": extension_body(*entry)})
+    raise l3_routes.resource_not_found()
 
 
-def subnet_body(request: Request) -> dict[str, Any]:
-    settings = runtime_from(request).settings
-    # With outbound traffic off QEMU runs `restrict=on` and its DHCP offers no router.
-    gateway = "169.254.2.2" if settings.compute.allow_guest_outbound else None
-    return {
-        "id": SUBNET_ID, "name": "kumo-subnet", "network_id": NETWORK_ID, "ip_version": 4,
-        "cidr": "169.254.0.0/16", "gateway_ip": gateway, "enable_dhcp": True,
-        "allocation_pools": [{"start": FIXED_IP, "end": FIXED_IP}],
-        "dns_nameservers": list(settings.metadata.dns_nameservers), "host_routes": [],
-        "project_id": "", "tenant_id": "", "description": "each guest gets 169.254.2.15",
-        "subnetpool_id": None, "ipv6_ra_mode": None, "ipv6_address_mode": None,
-        "service_types": [], "tags": [], "created_at": CREATED, "updated_at": CREATED,
-        "revision_number": 1,
-    }
+@dataclass(frozen=True)
+class Resource:
+    """One Neutron collection and the service functions behind it."""
+
+    singular: str
+    plural: str
+    listed: Callable[[Session, RequestContext], list[Any]]
+    found: Callable[[Session, RequestContext, str], Any]
+    render: Callable[[Session, list[Any], RequestContext], list[dict[str, Any]]]
+    create: Callable[[Session, RequestContext, Any], Any]
+    update: Callable[[Session, RequestContext, str, Any], Any]
+    delete: Callable[[Session, RequestContext, str], Any]
 
 
-async def list_networks(request: Request) -> Response:
-    context_of(request)
-    items = shaped(request, [network_body(request)], ("id", "name", "shared", "status",
-                                                      "router:external", "is_default"))
-    return JSONResponse({"networks": items})
+def changed(request: Request, records: list[Any]) -> None:
+    """After a commit: the agent re-reads the topology; servers' forwards follow their ports."""
+    runtime = runtime_from(request)
+    nics.notify(runtime)
+    servers = [r.device_id for r in records
+               if isinstance(r, Port) and r.device_owner.startswith("compute:")
+               and r.device_id]
+    secgroup_routes.refresh_forwards(runtime, servers)
 
 
-async def show_network(request: Request) -> Response:
-    context_of(request)
-    if request.path_params["id"] not in (NETWORK_ID, NETWORK_NAME):
-        raise NotFound(f"Network {request.path_params['id']} could not be found.")
-    return JSONResponse({"network": network_body(request)})
+def resource_routes(res: Resource) -> list[BaseRoute]:
+    """GET/POST /{plural}, GET/PUT/DELETE /{plural}/{id} for one resource."""
+    path = f"/v2.0/{res.plural}"
+
+    async def list_items(request: Request) -> Response:
+        items = await in_session(request, lambda s, c: res.render(s, res.listed(s, c), c))
+        url = f"{runtime_from(request).settings.base_url}/network{path}"
+        return JSONResponse(query.listing(request.query_params, items, res.plural, url))
+
+    async def show_item(request: Request) -> Response:
+        item_id = request.path_params["id"]
+        body = await in_session(request, lambda s, c: res.render(
+            s, [res.found(s, c, item_id)], c)[0])
+        return JSONResponse({res.singular: query.selected(request.query_params, [body])[0]})
+
+    async def create_item(request: Request) -> Response:
+        payload = await read_json(request)
+        bulk = isinstance(payload, dict) and res.plural in payload
+        if bulk and not isinstance(payload[res.plural], list):
+            raise NeutronBadRequest(f"Resources required: {{'{res.plural}': [...]}}")
+        specs = [{res.singular: spec} for spec in payload[res.plural]] if bulk else [payload]
+
+        def work(session: Session, context: RequestContext) -> tuple[list[Any], list[Any]]:
+            made = [res.create(session, context, spec) for spec in specs]
+            return made, res.render(session, made, context)
+
+        made, bodies = await in_session(request, work)
+        changed(request, made)
+        if bulk:
+            return JSONResponse({res.plural: bodies}, status_code=201)
+        return JSONResponse({res.singular: bodies[0]}, status_code=201)
+
+    async def update_item(request: Request) -> Response:
+        payload, item_id = await read_json(request), request.path_params["id"]
+
+        def work(session: Session, context: RequestContext) -> tuple[Any, dict[str, Any]]:
+            record = res.update(session, context, item_id, payload)
+            return record, res.render(session, [record], context)[0]
+
+        record, body = await in_session(request, work)
+        changed(request, [record])
+        return JSONResponse({res.singular: body})
+
+    async def delete_item(request: Request) -> Response:
+        item_id = request.path_params["id"]
+        record = await in_session(request, lambda s, c: res.delete(s, c, item_id))
+        changed(request, [record])
+        return Response(status_code=204)
+
+    return [
+        Route(path, list_items), Route(path, create_item, methods=["POST"]),
+        Route(path + "/{id}", show_item), Route(path + "/{id}", update_item, methods=["PUT"]),
+        Route(path + "/{id}", delete_item, methods=["DELETE"]),
+    ]
 
 
-async def list_subnets(request: Request) -> Response:
-    context_of(request)
-    items = shaped(request, [subnet_body(request)], ("id", "name", "network_id", "ip_version"))
-    return JSONResponse({"subnets": items})
-
-
-async def show_subnet(request: Request) -> Response:
-    context_of(request)
-    if request.path_params["id"] not in (SUBNET_ID, "kumo-subnet"):
-        raise NotFound(f"Subnet {request.path_params['id']} could not be found.")
-    return JSONResponse({"subnet": subnet_body(request)})
-
-
-def port_body(server: Server) -> dict[str, Any]:
-    return {
-        "id": server.id, "name": "", "network_id": NETWORK_ID, "device_id": server.id,
-        "device_owner": "compute:nova", "mac_address": MAC_ADDRESS, "status": "ACTIVE"
-        if server.vm_state == "active" else "DOWN", "admin_state_up": True,
-        "fixed_ips": [{"subnet_id": SUBNET_ID, "ip_address": FIXED_IP}],
-        "security_groups": list(server.security_group_ids or []),
-        "project_id": server.project_id, "tenant_id": server.project_id,
-        "binding:vnic_type": "normal", "port_security_enabled": True, "description": "",
-        "tags": [], "created_at": when(server.created_at), "updated_at": when(server.updated_at),
-        "revision_number": 1,
-    }
-
-
-async def list_ports(request: Request) -> Response:
-    def work(session: Session, context: RequestContext) -> list[dict[str, Any]]:
-        stmt = select(Server)
-        if not context.is_admin:
-            stmt = stmt.where(Server.project_id == context.project_id)
-        return [port_body(s) for s in session.scalars(stmt) if s.host]
-
-    items = shaped(request, await in_session(request, work),
-                   ("id", "device_id", "network_id", "device_owner", "status", "project_id"))
-    return JSONResponse({"ports": items})
-
-
-def group_body(session: Session, group: SecurityGroup) -> dict[str, Any]:
-    return {
-        "id": group.id, "name": group.name, "description": group.description,
-        "project_id": group.project_id, "tenant_id": group.project_id,
-        "stateful": group.stateful, "shared": False, "tags": [],
-        "security_group_rules": [rule_body(r) for r in secgroups.rules_of(session, group.id)],
-        "created_at": when(group.created_at), "updated_at": when(group.updated_at),
-        "revision_number": group.revision_number,
-    }
-
-
-def rule_body(rule: SecurityGroupRule) -> dict[str, Any]:
-    return {
-        "id": rule.id, "security_group_id": rule.security_group_id, "direction": rule.direction,
-        "ethertype": rule.ethertype, "protocol": rule.protocol,
-        "port_range_min": rule.port_range_min, "port_range_max": rule.port_range_max,
-        "remote_ip_prefix": rule.remote_ip_prefix, "normalized_cidr": rule.remote_ip_prefix,
-        "remote_group_id": rule.remote_group_id, "remote_address_group_id": None,
-        "description": rule.description, "project_id": rule.project_id,
-        "tenant_id": rule.project_id, "tags": [], "created_at": when(rule.created_at),
-        "updated_at": when(rule.created_at), "revision_number": 0,
-    }
-
-
-async def list_groups(request: Request) -> Response:
-    filters = dict(request.query_params)
-
-    def work(session: Session, context: RequestContext) -> list[dict[str, Any]]:
-        return [group_body(session, g) for g in secgroups.list_groups(session, context, filters)]
-
-    return JSONResponse({"security_groups": shaped(request, await in_session(request, work))})
-
-
-async def show_group(request: Request) -> Response:
-    group_id = request.path_params["id"]
-    body = await in_session(request, lambda s, c: group_body(
-        s, secgroups.get_group(s, c, group_id)))
-    return JSONResponse({"security_group": body})
-
-
-async def create_group(request: Request) -> Response:
-    payload = await read_json(request)
-    body = await in_session(request, lambda s, c: group_body(
-        s, secgroups.create_group(s, c, payload)))
-    return JSONResponse({"security_group": body}, status_code=201)
-
-
-async def update_group(request: Request) -> Response:
-    payload, group_id = await read_json(request), request.path_params["id"]
-    body = await in_session(request, lambda s, c: group_body(
-        s, secgroups.update_group(s, c, group_id, payload)))
-    return JSONResponse({"security_group": body})
-
-
-async def delete_group(request: Request) -> Response:
-    group_id = request.path_params["id"]
-    await in_session(request, lambda s, c: secgroups.delete_group(s, c, group_id))
-    return Response(status_code=204)
-
-
-def _refresh(request: Request, session: Session, group_id: str) -> list[str]:
-    return [s.id for s in secgroups.servers_using(session, group_id)]
-
-
-async def list_rules(request: Request) -> Response:
-    filters = dict(request.query_params)
-    items = await in_session(request, lambda s, c: [
-        rule_body(r) for r in secgroups.list_rules(s, c, filters)])
-    return JSONResponse({"security_group_rules": shaped(request, items)})
-
-
-async def show_rule(request: Request) -> Response:
-    rule_id = request.path_params["id"]
-    body = await in_session(request, lambda s, c: rule_body(secgroups.get_rule(s, c, rule_id)))
-    return JSONResponse({"security_group_rule": body})
-
-
-async def create_rule(request: Request) -> Response:
-    payload = await read_json(request)
-
-    def work(session: Session, context: RequestContext) -> tuple[dict[str, Any], list[str]]:
-        rule = secgroups.create_rule(session, context, payload)
-        return rule_body(rule), _refresh(request, session, rule.security_group_id)
-
-    body, affected = await in_session(request, work)
-    compute_of(runtime_from(request)).submit_forwards(affected)
-    return JSONResponse({"security_group_rule": body}, status_code=201)
-
-
-async def delete_rule(request: Request) -> Response:
-    rule_id = request.path_params["id"]
-
-    def work(session: Session, context: RequestContext) -> list[str]:
-        return _refresh(request, session, secgroups.delete_rule(session, context, rule_id))
-
-    affected = await in_session(request, work)
-    compute_of(runtime_from(request)).submit_forwards(affected)
-    return Response(status_code=204)
+def resources(runtime: Runtime) -> list[Resource]:
+    settings = runtime.settings.network
+    return [
+        Resource(
+            "network", "networks", networks.list_networks, networks.get_network,
+            views.network_views,
+            lambda s, c, b: networks.create_network(s, c, b, settings),
+            lambda s, c, i, b: networks.update_network(s, c, i, b, settings),
+            networks.delete_network),
+        Resource(
+            "subnet", "subnets", subnets.list_subnets, subnets.get_subnet,
+            lambda s, items, _c: views.subnet_views(s, items),
+            subnets.create_subnet, subnets.update_subnet, subnets.delete_subnet),
+        Resource("port", "ports", ports.list_ports, ports.get_port, views.port_views,
+                 ports.create_port, ports.update_port, ports.delete_port),
+        Resource(
+            "router", "routers", routers.list_routers, routers.get_router,
+            lambda s, items, _c: views.router_views(s, items),
+            lambda s, c, b: routers.create_router(s, c, b, settings),
+            lambda s, c, i, b: routers.update_router(s, c, i, b, settings),
+            routers.delete_router),
+        Resource(
+            "floatingip", "floatingips", floatingips.list_floating_ips,
+            floatingips.get_floating_ip, lambda s, items, _c: views.floating_ip_views(s, items),
+            floatingips.create_floating_ip, floatingips.update_floating_ip,
+            floatingips.delete_floating_ip),
+    ]
 
 
 def build_app(runtime: Runtime) -> Starlette:
-    v = "/v2.0"
-    routes = [
-        Route("/", versions), Route(v + "/extensions", extensions),
-        Route(v + "/networks", list_networks), Route(v + "/networks/{id}", show_network),
-        Route(v + "/subnets", list_subnets), Route(v + "/subnets/{id}", show_subnet),
-        Route(v + "/ports", list_ports),
-        Route(v + "/security-groups", list_groups),
-        Route(v + "/security-groups", create_group, methods=["POST"]),
-        Route(v + "/security-groups/{id}", show_group),
-        Route(v + "/security-groups/{id}", update_group, methods=["PUT"]),
-        Route(v + "/security-groups/{id}", delete_group, methods=["DELETE"]),
-        Route(v + "/security-group-rules", list_rules),
-        Route(v + "/security-group-rules", create_rule, methods=["POST"]),
-        Route(v + "/security-group-rules/{id}", show_rule),
-        Route(v + "/security-group-rules/{id}", delete_rule, methods=["DELETE"]),
+    routes: list[BaseRoute] = [
+        Route("/", versions), Route("/v2.0", root), Route("/v2.0/", root),
+        Route("/v2.0/extensions", extensions), Route("/v2.0/extensions/{alias}", extension),
     ]
+    for res in resources(runtime):
+        routes += resource_routes(res)
+    routes += l3_routes.routes() + secgroup_routes.routes()
     return part_app(runtime, routes, Flavor.NETWORK)

@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 
 from kumo.api.context import RequestContext
 from kumo.compute.models import Server
-from kumo.errors import BadRequest, Conflict, NotFound
+from kumo.errors import BadRequest, Conflict
 from kumo.hypervisor.driver import PortForward
-from kumo.network.models import SecurityGroup, SecurityGroupRule
+from kumo.network.errors import conflict, not_found
+from kumo.network.models import PortSecurityGroup, SecurityGroup, SecurityGroupRule
 
 MAX_FORWARDS = 32
 # Inside a wide range, the ports people reach first.
@@ -90,7 +91,7 @@ def get_group(session: Session, context: RequestContext, group_id: str) -> Secur
     """A visible group by id; NotFound otherwise (another project's groups do not exist)."""
     group = session.get(SecurityGroup, group_id)
     if group is None or not visible(context, group.project_id):
-        raise NotFound(f"Security group {group_id} does not exist")
+        raise not_found("SecurityGroupNotFound", f"Security group {group_id} does not exist")
     return group
 
 
@@ -170,26 +171,39 @@ def update_group(
     return group
 
 
-def servers_using(session: Session, group_id: str) -> list[Server]:
-    return [s for s in session.scalars(select(Server).where(Server.vm_state != "deleted"))
-            if group_id in (s.security_group_ids or [])]
+def servers_using(session: Session, group_id: str) -> list[str]:
+    """Ids of the servers whose ports are in the group (or, portless, that asked for it)."""
+    from kumo.network.models import VirtualInterface
+
+    via_ports = session.scalars(select(VirtualInterface.server_id).join(
+        PortSecurityGroup, PortSecurityGroup.port_id == VirtualInterface.port_id).where(
+        PortSecurityGroup.security_group_id == group_id))
+    with_ports = set(session.scalars(select(VirtualInterface.server_id)))
+    portless = [s.id for s in session.scalars(select(Server).where(
+        Server.vm_state != "deleted"))
+                if s.id not in with_ports and group_id in (s.security_group_ids or [])]
+    return list(dict.fromkeys([*via_ports, *portless]))
 
 
 def delete_group(session: Session, context: RequestContext, group_id: str) -> None:
-    """DELETE /security-groups/{id}: not while a server uses it; `default` only by admins."""
+    """DELETE /security-groups/{id}: not while a port uses it; `default` only by admins."""
     context.require_writer()
     group = get_group(session, context, group_id)
     if group.name == "default" and not context.is_admin:
-        raise Conflict("Insufficient rights for removing default security group.")
-    if servers_using(session, group.id):
-        raise Conflict(f"Security Group {group.id} in use.")
+        raise conflict("SecurityGroupCannotRemoveDefault",
+                       "Insufficient rights for removing default security group.")
+    in_use = session.scalar(select(PortSecurityGroup.port_id).where(
+        PortSecurityGroup.security_group_id == group.id))
+    if in_use is not None or servers_using(session, group.id):
+        raise conflict("SecurityGroupInUse", f"Security Group {group.id} in use.")
     session.delete(group)
 
 
 def get_rule(session: Session, context: RequestContext, rule_id: str) -> SecurityGroupRule:
     rule = session.get(SecurityGroupRule, rule_id)
     if rule is None or not visible(context, rule.project_id):
-        raise NotFound(f"Security group rule {rule_id} does not exist")
+        raise not_found("SecurityGroupRuleNotFound",
+                        f"Security group rule {rule_id} does not exist")
     return rule
 
 
@@ -234,7 +248,8 @@ def create_rule(session: Session, context: RequestContext, body: Any) -> Securit
                 rule.remote_group_id)
         if same == (direction, ethertype, canonical_protocol(protocol), low, high, prefix,
                     remote_group):
-            raise Conflict(f"Security group rule already exists. Rule id is {rule.id}.")
+            raise conflict("SecurityGroupRuleExists",
+                           f"Security group rule already exists. Rule id is {rule.id}.")
     rule = SecurityGroupRule(
         security_group_id=group.id, project_id=group.project_id, direction=direction,
         ethertype=ethertype, protocol=protocol, port_range_min=low, port_range_max=high,
@@ -258,7 +273,12 @@ def delete_rule(session: Session, context: RequestContext, rule_id: str) -> str:
 def forwards_for(session: Session, server: Server) -> tuple[PortForward, ...]:
     """The host forwards a server's groups allow (see the module docstring)."""
     wanted: dict[tuple[str, int], None] = {}
-    rules = [r for gid in server.security_group_ids or [] for r in rules_of(session, gid)]
+    from kumo.network.nics import server_group_ids
+
+    group_ids = server_group_ids(session, server.id)
+    if group_ids is None:  # a server without ports keeps the groups it was created with
+        group_ids = list(server.security_group_ids or [])
+    rules = [r for gid in group_ids for r in rules_of(session, gid)]
     rules = [r for r in rules if _forwardable(r)]
     rules.sort(key=lambda r: (r.port_range_max or 65535) - (r.port_range_min or 1))
     for rule in rules:

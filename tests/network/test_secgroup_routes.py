@@ -1,4 +1,4 @@
-"""Neutron subset: the one network, security groups and rules, and the forwards they imply."""
+"""Security groups and rules over the API, and the user-mode forwards they imply."""
 
 from __future__ import annotations
 
@@ -21,15 +21,6 @@ def default_group(api: TestClient, headers: dict[str, str]) -> str:
     groups = api.get(f"{N}/security-groups?name=default", headers=headers).json()
     assert len(groups["security_groups"]) == 1
     return str(groups["security_groups"][0]["id"])
-
-
-def test_network_and_subnet(api: TestClient, admin_headers: dict[str, str]) -> None:
-    nets = api.get(f"{N}/networks", headers=admin_headers).json()["networks"]
-    assert [n["name"] for n in nets] == ["kumo-net"]
-    subnets = api.get(f"{N}/subnets", headers=admin_headers).json()["subnets"]
-    assert subnets[0]["cidr"] == "169.254.0.0/16"
-    assert api.get(f"{N}/networks/nope", headers=admin_headers).status_code == 404
-    assert api.get(f"{N}/networks").status_code == 401
 
 
 def test_rules_drive_forwards_of_running_servers(api: TestClient, admin_headers: dict[str, str],
