@@ -29,8 +29,8 @@ from kumo.runtime import Runtime
 from tests.compute.fakes import FakeHypervisor, FakeImages, FakeMetadata
 
 BOOT_IMAGE = "11111111-2222-4333-8444-555555555555"
-BODY_EXAMPLES = 30  # per route that takes a body: a few thousand requests in all
-OTHER_EXAMPLES = 8
+BODY_EXAMPLES = 20  # per route that takes a body: a few thousand requests in all
+OTHER_EXAMPLES = 5
 BODY_METHODS = ("POST", "PUT", "PATCH")
 
 

@@ -23,7 +23,7 @@ from kumo.cli.main import app
 from kumo.imagebuild.reader import open_source, partitions
 from tests.diskformat.crafted import CRAFTED
 
-MUTANTS = 120  # per form of the image: a few hundred runs in all
+MUTANTS = 100  # per form of the image: a few hundred runs in all
 RUN_LIMIT = 30.0
 runner = CliRunner()
 
