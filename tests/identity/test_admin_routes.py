@@ -68,8 +68,8 @@ def test_duplicate_names_are_409(api: TestClient, admin_headers: Headers) -> Non
         ("project", {"name": "x" * 65}),
         ("project", {"description": "no name"}),
         ("project", {"name": "p", "enabled": "yes"}),
-        ("project", {"name": "p", "domain_id": "other"}),
-        ("project", {"name": "p", "is_domain": True}),
+        ("project", {"name": "p", "domain_id": 7}),
+        ("project", {"name": "p", "is_domain": True, "domain_id": "default"}),
         ("project", {"name": "p", "tags": ["a/b"]}),
         ("project", {"name": "p", "id": "chosen"}),
         ("user", {"name": "u", "password": 5}),
@@ -155,7 +155,7 @@ def test_role_assignments_listing(api: TestClient, admin_headers: Headers) -> No
     grants = api.get(f"{V3}/projects/{project['id']}/users/{user['id']}/roles",
                      headers=admin_headers).json()["roles"]
     assert [g["name"] for g in grants] == ["member"]
-    # No groups or domain grants in kumo: those filters match nothing.
+    # A group that does not exist has no assignments.
     by_group = api.get(f"{V3}/role_assignments", params={"group.id": "g"}, headers=admin_headers)
     assert by_group.json()["role_assignments"] == []
 

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from kumo.db.engine import session_scope
 from kumo.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
-from kumo.identity import service
+from kumo.identity import grants, service
+from kumo.identity.grants import Actor, AssignmentFilter, Target
 from kumo.identity.models import Project, Role, RoleAssignment, User
 from kumo.identity.passwords import verify_password
 from kumo.identity.tokens import context_for, issue
@@ -76,7 +77,9 @@ def test_deleting_a_project_removes_its_assignments(session: Session) -> None:
         session, {"name": "alice", "password": "pw", "default_project_id": project.id}
     )
     before = assignments(session)
-    service.grant_role(session, project.id, user.id, role(session, "member").id)
+    grants.grant(
+        session, Actor(user_id=user.id), Target(project_id=project.id), role(session, "member").id
+    )
     assert assignments(session) == before + 1
     service.delete_project(session, project.id)
     assert assignments(session) == before
@@ -89,7 +92,9 @@ def test_deleting_a_user_removes_its_assignments(session: Session) -> None:
     project = service.create_project(session, {"name": "p1"})
     user = service.create_user(session, {"name": "alice", "password": "pw"})
     before = assignments(session)
-    service.grant_role(session, project.id, user.id, role(session, "reader").id)
+    grants.grant(
+        session, Actor(user_id=user.id), Target(project_id=project.id), role(session, "reader").id
+    )
     service.delete_user(session, user.id)
     assert assignments(session) == before
     assert session.get(Project, project.id) is not None
@@ -99,30 +104,40 @@ def test_grant_is_idempotent_and_revoke_of_missing_is_404(session: Session) -> N
     project = service.create_project(session, {"name": "p1"})
     user = service.create_user(session, {"name": "alice", "password": "pw"})
     member = role(session, "member")
-    service.grant_role(session, project.id, user.id, member.id)
-    service.grant_role(session, project.id, user.id, member.id)
-    assert [r.name for r in service.project_user_roles(session, project.id, user.id)] == [
-        "member"
-    ]
-    assert service.has_role(session, project.id, user.id, member.id)
-    service.revoke_role(session, project.id, user.id, member.id)
-    assert not service.has_role(session, project.id, user.id, member.id)
+    grants.grant(session, Actor(user_id=user.id), Target(project_id=project.id), member.id)
+    grants.grant(session, Actor(user_id=user.id), Target(project_id=project.id), member.id)
+    assert [
+        r.name
+        for r in grants.roles_of(session, Actor(user_id=user.id), Target(project_id=project.id))
+    ] == ["member"]
+    assert grants.has_role(
+        session, Actor(user_id=user.id), Target(project_id=project.id), member.id
+    )
+    grants.revoke(session, Actor(user_id=user.id), Target(project_id=project.id), member.id)
+    assert not grants.has_role(
+        session, Actor(user_id=user.id), Target(project_id=project.id), member.id
+    )
     with pytest.raises(NotFound, match="role assignment"):
-        service.revoke_role(session, project.id, user.id, member.id)
+        grants.revoke(session, Actor(user_id=user.id), Target(project_id=project.id), member.id)
     with pytest.raises(NotFound, match="user"):
-        service.grant_role(session, project.id, "no-such-user", member.id)
+        grants.grant(
+            session, Actor(user_id="no-such-user"), Target(project_id=project.id), member.id
+        )
 
 
 def test_effective_assignments_include_implied_roles(session: Session) -> None:
     project = service.create_project(session, {"name": "p1"})
     user = service.create_user(session, {"name": "alice", "password": "pw"})
-    service.grant_role(session, project.id, user.id, role(session, "member").id)
-    direct = service.list_assignments(session, user_id=user.id)
+    grants.grant(
+        session, Actor(user_id=user.id), Target(project_id=project.id), role(session, "member").id
+    )
+    direct = grants.list_assignments(session, AssignmentFilter(user_id=user.id))
     assert [row.role.name for row in direct] == ["member"]
-    effective = service.list_assignments(session, user_id=user.id, effective=True)
+    effective = grants.list_assignments(session, AssignmentFilter(user_id=user.id, effective=True))
     assert sorted(row.role.name for row in effective) == ["member", "reader"]
-    only_reader = service.list_assignments(
-        session, user_id=user.id, effective=True, role_id=role(session, "reader").id
+    only_reader = grants.list_assignments(
+        session,
+        AssignmentFilter(user_id=user.id, effective=True, role_id=role(session, "reader").id),
     )
     assert [row.prior_role.name for row in only_reader if row.prior_role] == ["member"]
 
@@ -137,7 +152,12 @@ def test_bootstrap_admin_is_protected(session: Session) -> None:
     with pytest.raises(Forbidden):
         service.delete_project(session, admin_project.id)
     with pytest.raises(Forbidden):
-        service.revoke_role(session, admin_project.id, admin.id, role(session, "admin").id)
+        grants.revoke(
+            session,
+            Actor(user_id=admin.id),
+            Target(project_id=admin_project.id),
+            role(session, "admin").id,
+        )
     with pytest.raises(Forbidden):
         service.delete_role(session, role(session, "member").id)
 
@@ -153,7 +173,9 @@ def test_custom_roles_can_be_made_and_removed(session: Session) -> None:
 def test_password_change_invalidates_older_tokens(session: Session) -> None:
     project = service.create_project(session, {"name": "p1"})
     user = service.create_user(session, {"name": "alice", "password": "old"})
-    service.grant_role(session, project.id, user.id, role(session, "member").id)
+    grants.grant(
+        session, Actor(user_id=user.id), Target(project_id=project.id), role(session, "member").id
+    )
     from datetime import timedelta
 
     from kumo.db.base import utcnow

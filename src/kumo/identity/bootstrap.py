@@ -1,4 +1,4 @@
-"""First start: the default roles, the admin project and the admin user."""
+"""First start: the Default domain, the default roles, the admin project and the admin user."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ def bootstrap(session: Session, admin_password: str) -> User:
     The admin user's password is set to `admin_password` if it differs, so the
     password kumo prints is always the one that works.
     """
+    from kumo.identity.domains import ensure_default
+    from kumo.identity.tokens import SYSTEM_ALL
+
+    ensure_default(session)
     roles = {}
     for name in DEFAULT_ROLES:
         role = session.scalar(select(Role).where(Role.name == name))
@@ -32,11 +36,13 @@ def bootstrap(session: Session, admin_password: str) -> User:
             role = Role(name=name)
             session.add(role)
         roles[name] = role
-    project = session.scalar(select(Project).where(Project.name == ADMIN_PROJECT))
+    project = session.scalar(select(Project).where(Project.name == ADMIN_PROJECT,
+                                                   Project.domain_id == "default"))
     if project is None:
         project = Project(name=ADMIN_PROJECT, description="Bootstrap project for kumo's admin")
         session.add(project)
-    user = session.scalar(select(User).where(User.name == ADMIN_USER))
+    user = session.scalar(select(User).where(User.name == ADMIN_USER,
+                                             User.domain_id == "default"))
     if user is None:
         user = User(name=ADMIN_USER, password_hash=hash_password(admin_password))
         session.add(user)
@@ -56,5 +62,11 @@ def bootstrap(session: Session, admin_password: str) -> User:
         session.add(
             RoleAssignment(user_id=user.id, project_id=project.id, role_id=roles["admin"].id)
         )
+    # As keystone-manage bootstrap does: the admin also holds admin on the system.
+    on_system = session.scalar(select(RoleAssignment).where(
+        RoleAssignment.user_id == user.id, RoleAssignment.system == SYSTEM_ALL,
+        RoleAssignment.role_id == roles["admin"].id))
+    if on_system is None:
+        session.add(RoleAssignment(user_id=user.id, system=SYSTEM_ALL, role_id=roles["admin"].id))
     session.flush()
     return user

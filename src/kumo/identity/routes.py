@@ -5,23 +5,33 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from kumo.api.context import RequestContext, context_of
+from kumo.api.context import RequestContext
 from kumo.api.errors import Flavor
 from kumo.api.http import read_json
 from kumo.api.parts import part_app, runtime_from
 from kumo.db.engine import session_scope
 from kumo.errors import Forbidden, NotFound, Unauthorized
-from kumo.identity.auth import DEFAULT_DOMAIN, authenticate
+from kumo.identity import views
+from kumo.identity.auth import authenticate
 from kumo.identity.catalog import catalog
-from kumo.identity.models import Project, Role, User
+from kumo.identity.models import ApplicationCredential, Project, Role, User
 from kumo.identity.passwords import run_login
-from kumo.identity.tokens import TokenData, context_for, revoke
+from kumo.identity.policy import caller
+from kumo.identity.tokens import (
+    Scope,
+    TokenData,
+    context_for,
+    revoke,
+    scope_role_names,
+    token_role_names,
+)
 from kumo.runtime import Runtime
 
 V3_MEDIA = [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]
@@ -51,31 +61,42 @@ async def v3_root(request: Request) -> Response:
 
 
 def token_body(runtime: Runtime, session: Any, data: TokenData) -> dict[str, Any]:
+    """Keystone's token document: user, methods, times, and by scope its roles and catalog."""
     user = session.get(User, data.user_id)
-    project = session.get(Project, data.project_id)
-    from kumo.identity.tokens import role_names
-
-    names = role_names(session, data.user_id, data.project_id)
-    roles = [{"id": role.id, "name": role.name} for role in session.query(Role).all()
-             if role.name in names]
-    return {
-        "token": {
-            "methods": list(data.methods),
-            "user": {
-                "id": user.id,
-                "name": user.name,
-                "domain": DEFAULT_DOMAIN,
-                "password_expires_at": None,
-            },
-            "project": {"id": project.id, "name": project.name, "domain": DEFAULT_DOMAIN},
-            "is_domain": False,
-            "roles": roles,
-            "audit_ids": [data.token_id[:22]],
-            "issued_at": iso(data.issued_at),
-            "expires_at": iso(data.expires_at),
-            "catalog": catalog(runtime),
-        }
+    token: dict[str, Any] = {
+        "methods": list(data.methods),
+        "user": {
+            "id": user.id,
+            "name": user.name,
+            "domain": views.domain_ref(session, user.domain_id),
+            "password_expires_at": None,
+        },
+        "audit_ids": [data.token_id[:22]],
+        "issued_at": iso(data.issued_at),
+        "expires_at": iso(data.expires_at),
     }
+    if data.scope.unscoped:
+        return {"token": token}  # no roles, no catalog: Keystone's unscoped token
+    names = token_role_names(session, data)
+    token["roles"] = [{"id": role.id, "name": role.name}
+                      for role in session.scalars(select(Role).order_by(Role.name))
+                      if role.name in names]
+    if data.project_id is not None:
+        project = session.get(Project, data.project_id)
+        token["project"] = {"id": project.id, "name": project.name,
+                            "domain": views.domain_ref(session, project.domain_id)}
+        token["is_domain"] = False
+    elif data.domain_id is not None:
+        token["domain"] = views.domain_ref(session, data.domain_id)
+    else:
+        token["system"] = {"all": True}
+    if data.app_cred_id is not None:
+        credential = session.get(ApplicationCredential, data.app_cred_id)
+        token["application_credential"] = {
+            "id": credential.id, "name": credential.name,
+            "restricted": not credential.unrestricted}
+    token["catalog"] = catalog(runtime, session)
+    return {"token": token}
 
 
 async def issue_token(request: Request) -> Response:
@@ -99,7 +120,7 @@ def _subject(request: Request) -> str:
     return subject
 
 
-def _subject_data(session: Any, caller: RequestContext, subject: str) -> TokenData:
+def _subject_data(session: Any, me: RequestContext, subject: str) -> TokenData:
     """The subject token's content; 404 if it is not valid (as Keystone answers).
 
     Keystone's policy: the admin may look at any token, anyone else at their own.
@@ -108,7 +129,7 @@ def _subject_data(session: Any, caller: RequestContext, subject: str) -> TokenDa
         _, data = context_for(session, subject)
     except Unauthorized as exc:
         raise NotFound(f"Could not find token: {exc.message}") from None
-    if not caller.is_admin and data.user_id != caller.user_id:
+    if not me.is_admin and data.user_id != me.user_id:
         raise Forbidden("You are not authorized to perform the requested action: "
                         "identity:validate_token.")
     return data
@@ -116,13 +137,13 @@ def _subject_data(session: Any, caller: RequestContext, subject: str) -> TokenDa
 
 async def check_token(request: Request) -> Response:
     """GET/HEAD: validate X-Subject-Token (the caller must be authenticated too)."""
-    caller = context_of(request)
+    me = caller(request)
     runtime = runtime_from(request)
     subject = _subject(request)
 
     def work() -> dict[str, Any]:
         with session_scope(runtime.sessions) as session:
-            data = _subject_data(session, caller, subject)
+            data = _subject_data(session, me, subject)
             return token_body(runtime, session, data)
 
     document = await run_in_threadpool(work)
@@ -133,22 +154,43 @@ async def check_token(request: Request) -> Response:
 
 
 async def revoke_token(request: Request) -> Response:
-    caller = context_of(request)
+    me = caller(request)
     runtime = runtime_from(request)
     subject = _subject(request)
 
     def work() -> None:
         with session_scope(runtime.sessions) as session:
-            revoke(session, _subject_data(session, caller, subject))
+            revoke(session, _subject_data(session, me, subject))
 
     await run_in_threadpool(work)
     return Response(status_code=204)
 
 
 async def auth_catalog(request: Request) -> Response:
-    context_of(request)
+    context = caller(request)
+    if not (context.project_id or context.scope_domain_id or context.system_scope):
+        raise Forbidden("An unscoped token has no catalog: scope it to a project first.")
     runtime = runtime_from(request)
-    return JSONResponse({"catalog": catalog(runtime), "links": {"self": str(request.url)}})
+
+    def work() -> list[dict[str, Any]]:
+        with session_scope(runtime.sessions) as session:
+            return catalog(runtime, session)
+
+    return JSONResponse({"catalog": await run_in_threadpool(work),
+                         "links": {"self": str(request.url)}})
+
+
+async def auth_system(request: Request) -> Response:
+    """The system scopes the caller may ask for: `all` when they hold a role on it."""
+    context = caller(request)
+    runtime = runtime_from(request)
+
+    def work() -> bool:
+        with session_scope(runtime.sessions) as session:
+            return bool(scope_role_names(session, context.user_id, Scope(system=True)))
+
+    system = [{"all": True}] if await run_in_threadpool(work) else []
+    return JSONResponse({"system": system, "links": {"self": str(request.url)}})
 
 
 def routes() -> list[BaseRoute]:
@@ -160,10 +202,19 @@ def routes() -> list[BaseRoute]:
         Route("/v3/auth/tokens", check_token, methods=["GET", "HEAD"]),
         Route("/v3/auth/tokens", revoke_token, methods=["DELETE"]),
         Route("/v3/auth/catalog", auth_catalog, methods=["GET"]),
+        Route("/v3/auth/system", auth_system, methods=["GET"]),
     ]
 
 
 def build_app(runtime: Runtime) -> Starlette:
-    from kumo.identity import admin_routes
+    from kumo.identity import (
+        admin_routes,
+        catalog_routes,
+        credential_routes,
+        domain_routes,
+        grant_routes,
+    )
 
-    return part_app(runtime, routes() + admin_routes.routes(), Flavor.IDENTITY)
+    every = (routes() + admin_routes.routes() + domain_routes.routes() + grant_routes.routes()
+             + credential_routes.routes() + catalog_routes.routes())
+    return part_app(runtime, every, Flavor.IDENTITY)

@@ -50,12 +50,12 @@ def _optional_text(body: dict[str, Any], key: str) -> str:
     return _string(body, key, key, low=0, high=65535)
 
 
-def _domain(body: dict[str, Any], key: str) -> None:
+def _id_ref(body: dict[str, Any], key: str) -> str | None:
+    """An optional id field (domain_id, parent_id): a string or null."""
     value = body.get(key)
-    if value not in (None, DOMAIN_ID):
-        raise BadRequest(
-            f"Invalid input for field '{key}': kumo has one domain, 'default' (Default)."
-        )
+    if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= 64):
+        raise BadRequest(f"Invalid input for field '{key}': {value!r} is not an id.")
+    return value
 
 
 def _options(body: dict[str, Any]) -> None:
@@ -86,6 +86,14 @@ def _extra(body: dict[str, Any], known: set[str]) -> dict[str, Any]:
     return {key: value for key, value in body.items() if key not in known | _READ_ONLY}
 
 
+def for_update(body: dict[str, Any], own_id: str) -> dict[str, Any]:
+    """An update body without the read-only fields a client sent back as it read them
+    (its own id, links); a different id is still refused."""
+    if "id" in body and body["id"] != own_id:
+        raise BadRequest("Invalid input: the id in the body differs from the one in the URL.")
+    return {k: v for k, v in body.items() if k not in ("id", "links")}
+
+
 def object_under(body: Any, key: str) -> dict[str, Any]:
     """`body[key]` as a JSON object, or a 400 that says what was expected."""
     if not isinstance(body, dict) or not isinstance(body.get(key), dict):
@@ -112,10 +120,18 @@ def project_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
         fields["enabled"] = _bool(body, "enabled")
     if "tags" in body:
         fields["tags"] = _tags(body["tags"])
-    _domain(body, "domain_id")
-    _domain(body, "parent_id")
+    if "domain_id" in body:
+        if not creating:
+            raise BadRequest("Invalid input for field 'domain_id': a project cannot move to "
+                             "another domain.")
+        fields["domain_id"] = _id_ref(body, "domain_id")
+    if "parent_id" in body:
+        if not creating:
+            raise BadRequest("Invalid input for field 'parent_id': a project cannot move.")
+        fields["parent_id"] = _id_ref(body, "parent_id")
     if body.get("is_domain"):
-        raise BadRequest("Invalid input for field 'is_domain': kumo cannot create domains.")
+        raise BadRequest("Invalid input for field 'is_domain': create domains with "
+                         "POST /v3/domains.")
     _options(body)
     extra = _extra(body, _PROJECT_KNOWN)
     if extra:
@@ -154,7 +170,11 @@ def user_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
         if value is not None and not isinstance(value, str):
             raise BadRequest("Invalid input for field 'default_project_id': must be a string.")
         fields["default_project_id"] = value or None
-    _domain(body, "domain_id")
+    if "domain_id" in body:
+        if not creating:
+            raise BadRequest("Invalid input for field 'domain_id': a user cannot move to "
+                             "another domain.")
+        fields["domain_id"] = _id_ref(body, "domain_id")
     _options(body)
     extra = _extra(body, _USER_KNOWN)
     if extra:
@@ -162,9 +182,9 @@ def user_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     return fields
 
 
-def role_fields(body: dict[str, Any]) -> dict[str, Any]:
-    """A new role: a name and an optional description, global (no domain)."""
-    if "name" not in body:
+def role_fields(body: dict[str, Any], *, creating: bool = True) -> dict[str, Any]:
+    """A role: a name and an optional description, global (no domain)."""
+    if creating and "name" not in body:
         raise BadRequest("Invalid input for field 'name': 'name' is a required property.")
     if body.get("domain_id") is not None:
         raise BadRequest("Invalid input for field 'domain_id': kumo has global roles only.")
@@ -172,7 +192,63 @@ def role_fields(body: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(body) - {"name", "description", "domain_id", "options"})
     if unknown:
         raise BadRequest(f"Invalid input: unknown role attribute(s) {', '.join(unknown)}.")
-    fields = {"name": _name(body, 255)}
+    fields = {}
+    if "name" in body:
+        fields["name"] = _name(body, 255)
     if "description" in body:
         fields["description"] = _optional_text(body, "description")
     return fields
+
+
+_DOMAIN_KNOWN = {"name", "description", "enabled", "tags", "options"}
+
+
+def domain_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
+    """Validated domain attributes; `creating` requires a name."""
+    if creating and "name" not in body:
+        raise BadRequest("Invalid input for field 'name': 'name' is a required property.")
+    fields: dict[str, Any] = {}
+    if "name" in body:
+        fields["name"] = _name(body, 64)
+    if "description" in body:
+        fields["description"] = _optional_text(body, "description")
+    if "enabled" in body:
+        fields["enabled"] = _bool(body, "enabled")
+    if "tags" in body:
+        fields["tags"] = _tags(body["tags"])
+    _options(body)
+    extra = _extra(body, _DOMAIN_KNOWN | {"domain_id", "is_domain", "parent_id"})
+    if extra:
+        fields["extra"] = extra
+    return fields
+
+
+def group_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
+    """Validated group attributes: name, description, domain_id (on create)."""
+    if creating and "name" not in body:
+        raise BadRequest("Invalid input for field 'name': 'name' is a required property.")
+    fields: dict[str, Any] = {}
+    if "name" in body:
+        fields["name"] = _name(body, 255)
+    if "description" in body:
+        fields["description"] = _optional_text(body, "description")
+    if "domain_id" in body:
+        if not creating:
+            raise BadRequest("Invalid input for field 'domain_id': a group cannot move.")
+        fields["domain_id"] = _id_ref(body, "domain_id")
+    extra = _extra(body, {"name", "description", "domain_id"})
+    if extra:
+        fields["extra"] = extra
+    return fields
+
+
+def tag_value(tag: str) -> str:
+    """One project tag from a URL (`PUT /v3/projects/{id}/tags/{tag}`)."""
+    return _tags([tag])[0]
+
+
+def tags_value(body: Any) -> list[str]:
+    """`{"tags": [...]}` for `PUT /v3/projects/{id}/tags`."""
+    if not isinstance(body, dict) or "tags" not in body:
+        raise BadRequest("Expecting to find tags in request body.")
+    return _tags(body["tags"])

@@ -1,15 +1,14 @@
-"""Projects, users, roles and role assignments: the rules, without HTTP.
+"""Projects, users and roles: the rules, without HTTP.
 
 Every function takes an open session and leaves committing to the caller, so a
-request that fails half-way changes nothing. Names are unique in kumo's one
-domain (`default`); the admin user and project kumo bootstraps are protected,
-because without them nobody could manage kumo any more.
+request that fails half-way changes nothing. Project and user names are unique in
+their domain, role names globally; the admin user and project kumo bootstraps are
+protected, because without them nobody could manage kumo any more.
+Role assignments live in `kumo.identity.grants`, domains in `kumo.identity.domains`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -20,9 +19,19 @@ from sqlalchemy.orm import Session
 from kumo.db.base import Base
 from kumo.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from kumo.identity.bootstrap import ADMIN_PROJECT, ADMIN_USER, DEFAULT_ROLES
-from kumo.identity.models import Project, Role, RoleAssignment, User
+from kumo.identity.domains import DEFAULT_DOMAIN_ID, domain_for_new
+from kumo.identity.models import (
+    ApplicationCredential,
+    Credential,
+    Domain,
+    GroupMember,
+    Project,
+    Role,
+    RoleAssignment,
+    User,
+)
 from kumo.identity.passwords import hash_password, verify_password
-from kumo.identity.tokens import IMPLIED_ROLES
+from kumo.identity.tokens import group_ids_of
 
 M = TypeVar("M", bound=Base)
 
@@ -50,8 +59,11 @@ def _duplicate(kind: str, name: str) -> Conflict:
 
 
 def _name_taken(session: Session, model: type[Project] | type[User] | type[Role],
-                name: str, own_id: str | None = None) -> bool:
-    found = session.scalar(select(model.id).where(model.name == name))
+                name: str, own_id: str | None = None, domain_id: str | None = None) -> bool:
+    query = select(model.id).where(model.name == name)
+    if domain_id is not None and model is not Role:
+        query = query.where(model.domain_id == domain_id)  # type: ignore[union-attr]
+    found = session.scalar(query)
     return found is not None and found != own_id
 
 
@@ -64,8 +76,23 @@ def get_project(session: Session, project_id: str) -> Project:
 
 
 def create_project(session: Session, fields: dict[str, Any]) -> Project:
-    """A new project in the default domain; 409 if the name is taken."""
-    if _name_taken(session, Project, fields["name"]):
+    """A new project in its domain (default), under `parent_id` if given; 409 on a taken name."""
+    fields = dict(fields)
+    parent_id = fields.pop("parent_id", None)
+    domain = domain_for_new(session, fields.pop("domain_id", None))
+    if parent_id is not None and parent_id != domain.id:
+        parent = session.get(Project, parent_id)
+        if parent is None:
+            if session.get(Domain, parent_id) is None:
+                raise NotFound(f"Could not find project: {parent_id}.")
+            raise BadRequest("Invalid input: parent_id names another domain than domain_id.")
+        if domain.id != parent.domain_id:
+            if domain.id != DEFAULT_DOMAIN_ID:
+                raise BadRequest("Invalid input: the parent project is in another domain.")
+            domain = domain_for_new(session, parent.domain_id)
+        fields["parent_id"] = parent.id
+    fields["domain_id"] = domain.id
+    if _name_taken(session, Project, fields["name"], domain_id=domain.id):
         raise _duplicate("project", fields["name"])
     project = Project(**fields)
     session.add(project)
@@ -74,13 +101,19 @@ def create_project(session: Session, fields: dict[str, Any]) -> Project:
 
 
 def list_projects(session: Session, filters: dict[str, Any] | None = None) -> list[Project]:
-    """Projects by name, filtered on name, enabled and Keystone's tag filters."""
+    """Projects by name, filtered on name, enabled, domain, parent and Keystone's tag filters."""
     filters = filters or {}
     query = select(Project).order_by(Project.name)
     if "name" in filters:
         query = query.where(Project.name == filters["name"])
     if "enabled" in filters:
         query = query.where(Project.enabled == filters["enabled"])
+    if "domain_id" in filters:
+        query = query.where(Project.domain_id == filters["domain_id"])
+    if "parent_id" in filters:
+        parent = filters["parent_id"]
+        query = query.where((Project.parent_id == parent)
+                            | (Project.parent_id.is_(None) & (Project.domain_id == parent)))
     projects = list(session.scalars(query))
     return [p for p in projects if _tags_match(set(p.tags or ()), filters)]
 
@@ -103,7 +136,8 @@ def update_project(session: Session, project_id: str, fields: dict[str, Any]) ->
         raise Forbidden(f"The project {ADMIN_PROJECT!r} kumo bootstraps cannot be disabled.")
     if project.name == ADMIN_PROJECT and fields.get("name", ADMIN_PROJECT) != ADMIN_PROJECT:
         raise Forbidden(f"The project {ADMIN_PROJECT!r} kumo bootstraps cannot be renamed.")
-    if "name" in fields and _name_taken(session, Project, fields["name"], project.id):
+    if "name" in fields and _name_taken(session, Project, fields["name"], project.id,
+                                        project.domain_id):
         raise _duplicate("project", fields["name"])
     extra = fields.pop("extra", None)
     for key, value in fields.items():
@@ -117,10 +151,15 @@ def update_project(session: Session, project_id: str, fields: dict[str, Any]) ->
 def delete_project(session: Session, project_id: str) -> None:
     """Delete a project and every role assignment on it; users keep existing."""
     project = get_project(session, project_id)
-    if project.name == ADMIN_PROJECT:
+    if project.name == ADMIN_PROJECT and project.domain_id == DEFAULT_DOMAIN_ID:
         raise Forbidden(f"The project {ADMIN_PROJECT!r} kumo bootstraps cannot be deleted.")
+    if session.scalar(select(Project.id).where(Project.parent_id == project.id).limit(1)):
+        raise Forbidden(f"Cannot delete the project {project.id}: it is not a leaf in the "
+                        "project hierarchy (delete its subprojects first).")
     # Explicit, not left to ON DELETE: the ORM session must not keep stale rows.
     session.execute(delete(RoleAssignment).where(RoleAssignment.project_id == project.id))
+    session.execute(delete(ApplicationCredential).where(
+        ApplicationCredential.project_id == project.id))
     session.execute(
         update(User).where(User.default_project_id == project.id).values(default_project_id=None)
     )
@@ -131,13 +170,15 @@ def delete_project(session: Session, project_id: str) -> None:
 def user_projects(session: Session, user_id: str) -> list[Project]:
     """The enabled projects on which the user holds at least one role."""
     get_user(session, user_id)
+    actor = RoleAssignment.user_id == user_id
+    groups = group_ids_of(session, user_id)
+    if groups:
+        actor = actor | RoleAssignment.group_id.in_(groups)
     return list(
         session.scalars(
             select(Project)
             .where(
-                Project.id.in_(
-                    select(RoleAssignment.project_id).where(RoleAssignment.user_id == user_id)
-                ),
+                Project.id.in_(select(RoleAssignment.project_id).where(actor)),
                 Project.enabled.is_(True),
             )
             .order_by(Project.name)
@@ -160,8 +201,10 @@ def _check_default_project(session: Session, fields: dict[str, Any]) -> None:
 
 
 def create_user(session: Session, fields: dict[str, Any]) -> User:
-    """A new user; the password is stored as a scrypt hash (none: cannot log in)."""
-    if _name_taken(session, User, fields["name"]):
+    """A new user in its domain; the password is stored as a scrypt hash (none: no login)."""
+    fields = dict(fields)
+    fields["domain_id"] = domain_for_new(session, fields.get("domain_id")).id
+    if _name_taken(session, User, fields["name"], domain_id=fields["domain_id"]):
         raise _duplicate("user", fields["name"])
     _check_default_project(session, fields)
     password = fields.pop("password", None)
@@ -180,6 +223,8 @@ def list_users(session: Session, filters: dict[str, Any] | None = None) -> list[
         query = query.where(User.name == filters["name"])
     if "enabled" in filters:
         query = query.where(User.enabled == filters["enabled"])
+    if "domain_id" in filters:
+        query = query.where(User.domain_id == filters["domain_id"])
     return list(session.scalars(query))
 
 
@@ -190,7 +235,7 @@ def update_user(session: Session, user_id: str, fields: dict[str, Any]) -> User:
         raise Forbidden(f"The user {ADMIN_USER!r} kumo bootstraps cannot be disabled.")
     if user.name == ADMIN_USER and fields.get("name", ADMIN_USER) != ADMIN_USER:
         raise Forbidden(f"The user {ADMIN_USER!r} kumo bootstraps cannot be renamed.")
-    if "name" in fields and _name_taken(session, User, fields["name"], user.id):
+    if "name" in fields and _name_taken(session, User, fields["name"], user.id, user.domain_id):
         raise _duplicate("user", fields["name"])
     _check_default_project(session, fields)
     password = fields.pop("password", None)
@@ -226,6 +271,9 @@ def delete_user(session: Session, user_id: str) -> None:
     if user.name == ADMIN_USER:
         raise Forbidden(f"The user {ADMIN_USER!r} kumo bootstraps cannot be deleted.")
     session.execute(delete(RoleAssignment).where(RoleAssignment.user_id == user.id))
+    session.execute(delete(GroupMember).where(GroupMember.user_id == user.id))
+    session.execute(delete(ApplicationCredential).where(ApplicationCredential.user_id == user.id))
+    session.execute(delete(Credential).where(Credential.user_id == user.id))
     session.delete(user)
     session.flush()
 
@@ -256,6 +304,19 @@ def create_role(session: Session, fields: dict[str, Any]) -> Role:
     return role
 
 
+def update_role(session: Session, role_id: str, fields: dict[str, Any]) -> Role:
+    """Rename a role or change its description (the built-in three keep their names)."""
+    role = get_role(session, role_id)
+    if role.name in DEFAULT_ROLES and fields.get("name", role.name) != role.name:
+        raise Forbidden(f"The role {role.name!r} is built into kumo and cannot be renamed.")
+    if "name" in fields and _name_taken(session, Role, fields["name"], role.id):
+        raise _duplicate("role", fields["name"])
+    for key, value in fields.items():
+        setattr(role, key, value)
+    _flush_unique(session, "role", role.name)
+    return role
+
+
 def delete_role(session: Session, role_id: str) -> None:
     """Delete a role made by the admin, and every assignment of it."""
     role = get_role(session, role_id)
@@ -264,132 +325,3 @@ def delete_role(session: Session, role_id: str) -> None:
     session.execute(delete(RoleAssignment).where(RoleAssignment.role_id == role.id))
     session.delete(role)
     session.flush()
-
-
-# ---- role assignments -----------------------------------------------------------------
-
-
-def _assignment(session: Session, project_id: str, user_id: str, role_id: str
-                ) -> RoleAssignment | None:
-    return session.scalar(
-        select(RoleAssignment).where(
-            RoleAssignment.project_id == project_id,
-            RoleAssignment.user_id == user_id,
-            RoleAssignment.role_id == role_id,
-        )
-    )
-
-
-def _check_parties(session: Session, project_id: str, user_id: str, role_id: str) -> None:
-    get_project(session, project_id)
-    get_user(session, user_id)
-    get_role(session, role_id)
-
-
-def grant_role(session: Session, project_id: str, user_id: str, role_id: str) -> None:
-    """Give a user a role on a project (granting it again changes nothing)."""
-    _check_parties(session, project_id, user_id, role_id)
-    if _assignment(session, project_id, user_id, role_id) is None:
-        session.add(RoleAssignment(project_id=project_id, user_id=user_id, role_id=role_id))
-        session.flush()
-
-
-def has_role(session: Session, project_id: str, user_id: str, role_id: str) -> bool:
-    """Whether the user holds exactly this role (not implied) on the project."""
-    _check_parties(session, project_id, user_id, role_id)
-    return _assignment(session, project_id, user_id, role_id) is not None
-
-
-def revoke_role(session: Session, project_id: str, user_id: str, role_id: str) -> None:
-    """Take a role away; NotFound if the user does not hold it on the project."""
-    _check_parties(session, project_id, user_id, role_id)
-    found = _assignment(session, project_id, user_id, role_id)
-    if found is None:
-        raise NotFound(f"Could not find role assignment: role {role_id} of user {user_id} "
-                       f"on project {project_id}.")
-    if _is_last_admin_grant(session, found):
-        raise Forbidden(
-            f"The admin role of user {ADMIN_USER!r} on project {ADMIN_PROJECT!r} cannot be removed."
-        )
-    session.delete(found)
-    session.flush()
-
-
-def _is_last_admin_grant(session: Session, found: RoleAssignment) -> bool:
-    user = session.get(User, found.user_id)
-    project = session.get(Project, found.project_id)
-    role = session.get(Role, found.role_id)
-    return (user is not None and user.name == ADMIN_USER and project is not None
-            and project.name == ADMIN_PROJECT and role is not None and role.name == "admin")
-
-
-def project_user_roles(session: Session, project_id: str, user_id: str) -> list[Role]:
-    """The roles granted (not implied) to a user on a project."""
-    get_project(session, project_id)
-    get_user(session, user_id)
-    return list(
-        session.scalars(
-            select(Role)
-            .join(RoleAssignment, RoleAssignment.role_id == Role.id)
-            .where(RoleAssignment.project_id == project_id, RoleAssignment.user_id == user_id)
-            .order_by(Role.name)
-        )
-    )
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """One row of `GET /v3/role_assignments`."""
-
-    user: User
-    project: Project
-    role: Role
-    prior_role: Role | None = None  # set when the role is implied by this one (effective)
-
-
-def list_assignments(
-    session: Session,
-    *,
-    user_id: str | None = None,
-    project_id: str | None = None,
-    role_id: str | None = None,
-    effective: bool = False,
-) -> list[Assignment]:
-    """Role assignments filtered like Keystone's; `effective` adds implied roles."""
-    query = (
-        select(RoleAssignment, User, Project, Role)
-        .join(User, User.id == RoleAssignment.user_id)
-        .join(Project, Project.id == RoleAssignment.project_id)
-        .join(Role, Role.id == RoleAssignment.role_id)
-        .order_by(Project.name, User.name, Role.name)
-    )
-    if user_id is not None:
-        query = query.where(RoleAssignment.user_id == user_id)
-    if project_id is not None:
-        query = query.where(RoleAssignment.project_id == project_id)
-    rows = [Assignment(user, project, role) for _, user, project, role in session.execute(query)]
-    if effective:
-        rows = _with_implied(session, rows)
-    if role_id is not None:
-        rows = [row for row in rows if row.role.id == role_id]
-    return rows
-
-
-def _with_implied(session: Session, rows: Iterable[Assignment]) -> list[Assignment]:
-    by_name = {role.name: role for role in session.scalars(select(Role))}
-    result: list[Assignment] = []
-    seen: set[tuple[str, str, str]] = set()
-    for row in rows:
-        pending: list[tuple[Role, Role | None]] = [(row.role, None)]
-        while pending:
-            role, prior = pending.pop(0)
-            key = (row.user.id, row.project.id, role.id)
-            if key in seen:
-                continue
-            seen.add(key)
-            result.append(Assignment(row.user, row.project, role, prior))
-            pending.extend(
-                (by_name[name], role) for name in IMPLIED_ROLES.get(role.name, ())
-                if name in by_name
-            )
-    return result
