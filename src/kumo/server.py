@@ -136,11 +136,14 @@ def prepare(settings: Settings) -> tuple[Runtime, str]:
     from kumo.identity.bootstrap import bootstrap
     from kumo.image.recovery import recover
 
+    from kumo.image.metadefs.service import load_default_catalog
+
     runtime = build_runtime(settings)
     with held(runtime.engine, STARTUP_LOCK):
         with session_scope(runtime.sessions) as session:
             password = shared_admin_password(session, settings)
             bootstrap(session, password)
+            load_default_catalog(session)
         recover(runtime)
         from kumo.compute.service import register as register_compute
         from kumo.network.agent import register as register_network

@@ -4,7 +4,7 @@ import importlib
 
 from kumo.db.base import Base
 
-PARTS_WITH_MODELS = ("identity", "image", "compute", "network", "console")
+PARTS_WITH_MODELS = ("identity", "image", "image.metadefs", "compute", "network", "console")
 
 
 def load_all() -> type[Base]:

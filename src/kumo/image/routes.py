@@ -355,4 +355,6 @@ def build_app(runtime: Runtime) -> Starlette:
         Route("/v2/info/import", info_import, methods=["GET"]),
         Route("/v2/info/stores", info_stores, methods=["GET"]),
     ]
-    return part_app(runtime, routes, Flavor.IMAGE)
+    from kumo.image.metadefs.routes import routes as metadef_routes
+
+    return part_app(runtime, routes + metadef_routes(), Flavor.IMAGE)
