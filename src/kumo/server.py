@@ -134,9 +134,8 @@ def write_clouds_yaml(path: Path, entry: dict[str, Any]) -> None:
 def prepare(settings: Settings) -> tuple[Runtime, str]:
     """Build the runtime, recover from a crash, make sure the admin exists."""
     from kumo.identity.bootstrap import bootstrap
-    from kumo.image.recovery import recover
-
     from kumo.image.metadefs.service import load_default_catalog
+    from kumo.image.recovery import recover
 
     runtime = build_runtime(settings)
     with held(runtime.engine, STARTUP_LOCK):

@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import logging
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
@@ -154,17 +155,23 @@ def find_image(cloud: CloudClient, name_or_id: str) -> dict[str, Any]:
     raise not_found
 
 
-def detected_properties(path: Path, disk_format: str) -> dict[str, str]:
-    """Properties the image states about itself (os_admin_user, os_distro, ...), shown."""
-    if disk_format not in ("raw", "qcow2"):
-        return {}
-    from kumo.imagebuild.properties import detect_properties
+READ_PROPERTIES = ("os_distro", "os_version", "os_admin_user")
 
-    found = detect_properties(path, disk_format)
-    if found:
-        listed = ", ".join(f"{key}={value}" for key, value in sorted(found.items()))
+
+def _with_read_properties(cloud: Any, image_id: str, given: dict[str, str]) -> dict[str, Any]:
+    """The stored image, after waiting briefly for the properties kumo reads from inside it."""
+    image: dict[str, Any] = cloud.json("image", "GET", f"/v2/images/{image_id}")
+    if image.get("disk_format") not in ("raw", "qcow2") or set(READ_PROPERTIES) <= set(given):
+        return image
+    deadline = time.monotonic() + 3
+    while not any(key in image for key in READ_PROPERTIES) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        image = cloud.json("image", "GET", f"/v2/images/{image_id}")
+    read = {k: image[k] for k in READ_PROPERTIES if k in image and k not in given}
+    if read:
+        listed = ", ".join(f"{key}={value}" for key, value in sorted(read.items()))
         typer.echo(f"Read from the image: {listed}", err=True)
-    return found
+    return image
 
 
 def parse_properties(pairs: list[str]) -> dict[str, str]:
@@ -269,8 +276,6 @@ def create(
             if disk_format is None:
                 disk_format = detect_disk_format(file)
                 typer.echo(f"Detected disk format: {disk_format}", err=True)
-            # What the user passes with --property wins over what the image says.
-            properties = detected_properties(file, disk_format) | properties
         elif lint:
             raise CLIError("--lint needs --file")
         body: dict[str, Any] = {
@@ -290,7 +295,9 @@ def create(
                 except BaseException:
                     delete_quietly(cloud, image["id"], bool(protected))
                     raise
-                image = cloud.json("image", "GET", f"/v2/images/{image['id']}")
+                # kumo reads os_distro/os_version/os_admin_user from the image once it is
+                # stored (for every client); a moment later they show up here.
+                image = _with_read_properties(cloud, image["id"], properties)
         show_table(image_view(image), fmt, column)
 
 

@@ -31,7 +31,7 @@ from kumo.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from kumo.image import access, changes, lifecycle
+from kumo.image import access, changes, introspect, lifecycle
 from kumo.image.lifecycle import ACTIVE, DEACTIVATED, QUEUED, SAVING
 from kumo.image.models import Image, ImageMember, ImageProperty, ImageTag
 from kumo.image.recovery import upload_lock
@@ -342,6 +342,8 @@ def upload_image_data(
             _back_to_queued(runtime, image_id)
             raise
         _finish_upload(runtime, image_id, result)
+    # os_distro, os_version, os_admin_user from inside it, after the client has its answer.
+    introspect.submit(runtime, image_id)
 
 
 def _checked(runtime: Runtime, result: IngestResult, disk_format: str) -> IngestResult:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kumo.image.metadefs.models import MetadefNamespace
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -15,6 +14,7 @@ from kumo.api.context import RequestContext, context_of
 from kumo.api.http import expect_object, read_json
 from kumo.api.parts import in_session
 from kumo.image.metadefs import service
+from kumo.image.metadefs.models import MetadefNamespace
 from kumo.image.metadefs.schemas import SCHEMAS
 from kumo.image.schemas import timestamp
 

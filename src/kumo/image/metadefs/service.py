@@ -13,13 +13,13 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-from kumo.image.metadefs.models import MetadefNamespace, MetadefResourceType
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kumo.api.context import RequestContext
 from kumo.db.base import utcnow
 from kumo.errors import BadRequest, Conflict, Forbidden, NotFound
+from kumo.image.metadefs.models import MetadefNamespace, MetadefResourceType
 from kumo.image.schemas import timestamp
 
 VISIBILITIES = ("public", "private")
