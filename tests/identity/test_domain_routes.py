@@ -146,3 +146,42 @@ def test_projects_acting_as_domains(api: TestClient, admin_headers: Headers) -> 
                      headers=admin_headers).json()["project"]["enabled"] is False
     assert api.delete(url, headers=admin_headers).status_code == 204
     assert api.get(f"{V3}/domains/{made['id']}", headers=admin_headers).status_code == 404
+
+
+def test_implied_roles_are_data_and_reach_tokens(api: TestClient, admin_headers: Headers) -> None:
+    boss = create(api, admin_headers, "role", {"name": "boss"})
+    member = role_id(api, admin_headers, "member")
+    rule = f"{V3}/roles/{boss['id']}/implies/{member}"
+    made = api.put(rule, headers=admin_headers)
+    assert made.status_code == 201
+    assert made.json()["role_inference"]["implies"]["name"] == "member"
+    assert api.head(rule, headers=admin_headers).status_code == 204
+    cycle = api.put(f"{V3}/roles/{member}/implies/{boss['id']}", headers=admin_headers)
+    assert cycle.status_code == 403
+    admin_role = role_id(api, admin_headers, "admin")
+    assert api.put(f"{V3}/roles/{boss['id']}/implies/{admin_role}",
+                   headers=admin_headers).status_code == 403
+    project = create(api, admin_headers, "project", {"name": "p-boss"})
+    user = create(api, admin_headers, "user", {"name": "bo", "password": "pw"})
+    api.put(f"{V3}/projects/{project['id']}/users/{user['id']}/roles/{boss['id']}",
+            headers=admin_headers)
+    token = auth(api, password(user["id"], "pw"), {"project": {"id": project["id"]}})
+    assert {r["name"] for r in token.json()["token"]["roles"]} == {"boss", "member", "reader"}
+    listed = api.get(f"{V3}/role_inferences", headers=admin_headers).json()["role_inferences"]
+    assert {r["prior_role"]["name"] for r in listed} == {"admin", "member", "boss"}
+    assert api.delete(rule, headers=admin_headers).status_code == 204
+    assert api.get(rule, headers=admin_headers).status_code == 404
+
+
+def test_policy_blobs(api: TestClient, admin_headers: Headers) -> None:
+    made = api.post(f"{V3}/policies", json={"policy": {"type": "application/json",
+                                                       "blob": '{"a": "b"}'}},
+                    headers=admin_headers)
+    assert made.status_code == 201
+    url = f"{V3}/policies/{made.json()['policy']['id']}"
+    changed = api.patch(url, json={"policy": {"type": "text/plain"}}, headers=admin_headers)
+    assert changed.json()["policy"]["type"] == "text/plain"
+    assert api.get(f"{V3}/policies", params={"type": "text/plain"},
+                   headers=admin_headers).json()["policies"][0]["blob"] == '{"a": "b"}'
+    assert api.delete(url, headers=admin_headers).status_code == 204
+    assert api.get(url, headers=admin_headers).status_code == 404

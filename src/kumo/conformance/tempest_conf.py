@@ -90,7 +90,6 @@ def _sections(facts: CloudFacts) -> dict[str, dict[str, object]]:
             "container_formats": "bare,ami,ari,aki,ovf,ova,docker,compressed",
             "disk_formats": "qcow2,raw,ami,ari,aki,vhd,vhdx,vmdk,vdi,iso,ploop",
             "image_path": facts.image_file,
-            "http_image": facts.image_file,
         },
         "image-feature-enabled": {
             "api_v2": True,

@@ -7,7 +7,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from kumo.identity.models import Project, Role, RoleAssignment, User
+from kumo.identity.models import ImpliedRole, Project, Role, RoleAssignment, User
 from kumo.identity.passwords import hash_password, needs_rehash, verify_password
 
 DEFAULT_ROLES = ("admin", "member", "reader")
@@ -26,7 +26,7 @@ def bootstrap(session: Session, admin_password: str) -> User:
     password kumo prints is always the one that works.
     """
     from kumo.identity.domains import ensure_default
-    from kumo.identity.tokens import SYSTEM_ALL
+    from kumo.identity.tokens import DEFAULT_IMPLIED_ROLES, SYSTEM_ALL
 
     ensure_default(session)
     roles = {}
@@ -36,6 +36,12 @@ def bootstrap(session: Session, admin_password: str) -> User:
             role = Role(name=name)
             session.add(role)
         roles[name] = role
+    session.flush()
+    if session.scalar(select(ImpliedRole).limit(1)) is None:  # none stored: the defaults
+        for prior, implied in DEFAULT_IMPLIED_ROLES.items():
+            for name in implied:
+                session.add(ImpliedRole(prior_role_id=roles[prior].id,
+                                        implied_role_id=roles[name].id))
     project = session.scalar(select(Project).where(Project.name == ADMIN_PROJECT,
                                                    Project.domain_id == "default"))
     if project is None:

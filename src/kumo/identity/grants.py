@@ -17,7 +17,7 @@ from kumo.errors import Forbidden, NotFound
 from kumo.identity.bootstrap import ADMIN_PROJECT, ADMIN_USER
 from kumo.identity.domains import get_domain
 from kumo.identity.models import Domain, Group, GroupMember, Project, Role, RoleAssignment, User
-from kumo.identity.tokens import IMPLIED_ROLES, SYSTEM_ALL
+from kumo.identity.tokens import SYSTEM_ALL, implications
 
 
 @dataclass(frozen=True)
@@ -203,6 +203,7 @@ def _expand_groups(session: Session, rows: list[Assignment]) -> list[Assignment]
 
 def _with_implied(session: Session, rows: list[Assignment]) -> list[Assignment]:
     by_name = {role.name: role for role in session.scalars(select(Role))}
+    rules = implications(session)
     result: list[Assignment] = []
     seen: set[tuple[str | None, ...]] = set()
     for row in rows:
@@ -219,7 +220,7 @@ def _with_implied(session: Session, rows: list[Assignment]) -> list[Assignment]:
                                      project=row.project, domain=row.domain, system=row.system,
                                      prior_role=prior, via_group=row.via_group))
             pending.extend(
-                (by_name[name], role) for name in IMPLIED_ROLES.get(role.name, ())
+                (by_name[name], role) for name in rules.get(role.name, ())
                 if name in by_name
             )
     return result

@@ -70,6 +70,28 @@ class Role(Base):
     description: Mapped[str] = mapped_column(Text, default="")
 
 
+class ImpliedRole(Base):
+    """Holding the prior role brings the implied one (admin -> member -> reader by default)."""
+
+    __tablename__ = "implied_roles"
+
+    prior_role_id: Mapped[str] = mapped_column(
+        ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True)
+    implied_role_id: Mapped[str] = mapped_column(
+        ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True)
+
+
+class PolicyBlob(Base):
+    """Keystone's policy store (`/v3/policies`): blobs kept for other services to fetch."""
+
+    __tablename__ = "policies"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_hex_id)
+    type: Mapped[str] = mapped_column(String(255))
+    blob: Mapped[str] = mapped_column(Text)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
 class Group(Base):
     __tablename__ = "groups"
     __table_args__ = (UniqueConstraint("domain_id", "name"),)

@@ -213,8 +213,11 @@ def build_app(runtime: Runtime) -> Starlette:
         credential_routes,
         domain_routes,
         grant_routes,
+        inference,
+        policy_blobs,
     )
 
     every = (routes() + admin_routes.routes() + domain_routes.routes() + grant_routes.routes()
-             + credential_routes.routes() + catalog_routes.routes())
+             + credential_routes.routes() + catalog_routes.routes() + inference.routes()
+             + policy_blobs.routes())
     return part_app(runtime, every, Flavor.IDENTITY)

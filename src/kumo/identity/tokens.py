@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from kumo.api.context import RequestContext
 from kumo.db.base import utcnow
@@ -26,6 +27,7 @@ from kumo.identity.models import (
     ApplicationCredential,
     Domain,
     GroupMember,
+    ImpliedRole,
     Project,
     RevokedToken,
     Role,
@@ -172,21 +174,35 @@ def role_names(session: Session, user_id: str, project_id: str) -> tuple[str, ..
 
 
 def scope_role_names(session: Session, user_id: str, scope: Scope) -> tuple[str, ...]:
-    return expand_implied(role.name for role in granted_roles(session, user_id, scope))
+    return expand_implied(session, (role.name for role in granted_roles(session, user_id, scope)))
 
 
-# Keystone's default implied roles: admin implies member, member implies reader.
-IMPLIED_ROLES = {"admin": ("member",), "member": ("reader",)}
+# Keystone's default implied roles (bootstrap stores them; an admin may change them).
+DEFAULT_IMPLIED_ROLES = {"admin": ("member",), "member": ("reader",)}
 
 
-def expand_implied(names: object) -> tuple[str, ...]:
+def implications(session: Session) -> dict[str, list[str]]:
+    """{prior role name: [implied role names]} as stored."""
+    prior, implied = aliased(Role), aliased(Role)
+    rows = session.execute(
+        select(prior.name, implied.name)
+        .join(ImpliedRole, ImpliedRole.prior_role_id == prior.id)
+        .join(implied, ImpliedRole.implied_role_id == implied.id))
+    found: dict[str, list[str]] = {}
+    for prior_name, implied_name in rows:
+        found.setdefault(prior_name, []).append(implied_name)
+    return found
+
+
+def expand_implied(session: Session, names: Iterable[str]) -> tuple[str, ...]:
+    rules = implications(session)
     found: set[str] = set()
-    pending = list(names)  # type: ignore[call-overload]
+    pending = list(names)
     while pending:
         name = pending.pop()
         if name not in found:
             found.add(name)
-            pending.extend(IMPLIED_ROLES.get(name, ()))
+            pending.extend(rules.get(name, ()))
     return tuple(sorted(found))
 
 
@@ -200,7 +216,7 @@ def token_role_names(session: Session, data: TokenData) -> tuple[str, ...]:
             raise Unauthorized("The application credential of this token was deleted.")
         allowed = {r.name for r in session.scalars(
             select(Role).where(Role.id.in_(credential.role_ids)))}
-        names = tuple(n for n in names if n in expand_implied(allowed))
+        names = tuple(n for n in names if n in expand_implied(session, allowed))
     return names
 
 

@@ -1,11 +1,11 @@
 """identity: domains, groups, grants on domains and the system, credentials, catalog
 
-Application credentials, credentials (EC2 too), regions, services and endpoints;
-project and user names become unique per domain.
+Application credentials, credentials (EC2 too), regions, services and endpoints,
+implied roles, policies; project and user names become unique per domain.
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-12-02 03:55:35.062241
+Create Date: 2026-12-02 04:45:18.035762
 """
 
 from collections.abc import Sequence
@@ -70,12 +70,38 @@ def upgrade() -> None:
         sa.UniqueConstraint("domain_id", "name", name=op.f("uq_groups_domain_id")),
     )
     op.create_table(
+        "policies",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("type", sa.String(length=255), nullable=False),
+        sa.Column("blob", sa.Text(), nullable=False),
+        sa.Column("extra", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_policies")),
+    )
+    op.create_table(
         "regions",
         sa.Column("id", sa.String(length=255), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("parent_region_id", sa.String(length=255), nullable=True),
         sa.Column("extra", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_regions")),
+    )
+    op.create_table(
+        "implied_roles",
+        sa.Column("prior_role_id", sa.String(length=64), nullable=False),
+        sa.Column("implied_role_id", sa.String(length=64), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["implied_role_id"],
+            ["roles.id"],
+            name=op.f("fk_implied_roles_implied_role_id_roles"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["prior_role_id"],
+            ["roles.id"],
+            name=op.f("fk_implied_roles_prior_role_id_roles"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("prior_role_id", "implied_role_id", name=op.f("pk_implied_roles")),
     )
     op.create_table(
         "application_credentials",
@@ -167,16 +193,16 @@ def upgrade() -> None:
             "ix_role_assignments_target", ["project_id", "domain_id", "system"], unique=False
         )
         batch_op.create_foreign_key(
-            batch_op.f("fk_role_assignments_domain_id_domains"),
-            "domains",
-            ["domain_id"],
+            batch_op.f("fk_role_assignments_group_id_groups"),
+            "groups",
+            ["group_id"],
             ["id"],
             ondelete="CASCADE",
         )
         batch_op.create_foreign_key(
-            batch_op.f("fk_role_assignments_group_id_groups"),
-            "groups",
-            ["group_id"],
+            batch_op.f("fk_role_assignments_domain_id_domains"),
+            "domains",
+            ["domain_id"],
             ["id"],
             ondelete="CASCADE",
         )
@@ -196,10 +222,10 @@ def downgrade() -> None:
 
     with op.batch_alter_table("role_assignments", schema=None) as batch_op:
         batch_op.drop_constraint(
-            batch_op.f("fk_role_assignments_group_id_groups"), type_="foreignkey"
+            batch_op.f("fk_role_assignments_domain_id_domains"), type_="foreignkey"
         )
         batch_op.drop_constraint(
-            batch_op.f("fk_role_assignments_domain_id_domains"), type_="foreignkey"
+            batch_op.f("fk_role_assignments_group_id_groups"), type_="foreignkey"
         )
         batch_op.drop_index("ix_role_assignments_target")
         batch_op.drop_index(batch_op.f("ix_role_assignments_group_id"))
@@ -229,7 +255,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_application_credentials_user_id"))
 
     op.drop_table("application_credentials")
+    op.drop_table("implied_roles")
     op.drop_table("regions")
+    op.drop_table("policies")
     op.drop_table("groups")
     op.drop_table("domains")
     op.drop_table("catalog_services")
