@@ -100,6 +100,15 @@ def catalog(runtime: Runtime, session: Session | None = None) -> list[dict[str, 
     return entries
 
 
+def _apply(row: CatalogService | Region, fields: dict[str, Any]) -> None:
+    """Set the fields; unknown attributes merge into `extra`, as Keystone keeps them."""
+    extra = fields.pop("extra", None)
+    for key, value in fields.items():
+        setattr(row, key, value)
+    if extra:
+        row.extra = {**(row.extra or {}), **extra}
+
+
 # ---- services -------------------------------------------------------------------------
 
 
@@ -126,11 +135,7 @@ def update_service(session: Session, service_id: str, fields: dict[str, Any]) ->
     if row is None:
         get_service(session, service_id)  # 404 when it is not built in either
         raise _builtin_refused("service", service_id)
-    extra = fields.pop("extra", None)
-    for key, value in fields.items():
-        setattr(row, key, value)
-    if extra:
-        row.extra = {**(row.extra or {}), **extra}
+    _apply(row, fields)
     session.flush()
     return get_service(session, service_id)
 
@@ -254,11 +259,7 @@ def update_region(runtime: Runtime, session: Session, region_id: str,
             raise NotFound(f"Could not find region: {parent}.")
         if parent == region_id:
             raise BadRequest("Invalid input: a region cannot be its own parent.")
-    extra = fields.pop("extra", None)
-    for key, value in fields.items():
-        setattr(row, key, value)
-    if extra:
-        row.extra = {**(row.extra or {}), **extra}
+    _apply(row, fields)
     session.flush()
     return row
 

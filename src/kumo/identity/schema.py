@@ -102,6 +102,22 @@ def object_under(body: Any, key: str) -> dict[str, Any]:
     return value
 
 
+def _named_fields(body: dict[str, Any], *, creating: bool, high: int) -> dict[str, Any]:
+    """name (required on create), description, enabled, tags: projects' and domains' own."""
+    if creating and "name" not in body:
+        raise BadRequest("Invalid input for field 'name': 'name' is a required property.")
+    fields: dict[str, Any] = {}
+    if "name" in body:
+        fields["name"] = _name(body, high)
+    if "description" in body:
+        fields["description"] = _optional_text(body, "description")
+    if "enabled" in body:
+        fields["enabled"] = _bool(body, "enabled")
+    if "tags" in body:
+        fields["tags"] = _tags(body["tags"])
+    return fields
+
+
 _PROJECT_KNOWN = {
     "name", "description", "enabled", "domain_id", "parent_id", "is_domain", "tags", "options",
 }
@@ -109,17 +125,7 @@ _PROJECT_KNOWN = {
 
 def project_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     """Validated project attributes; `creating` requires a name."""
-    if creating and "name" not in body:
-        raise BadRequest("Invalid input for field 'name': 'name' is a required property.")
-    fields: dict[str, Any] = {}
-    if "name" in body:
-        fields["name"] = _name(body, 64)
-    if "description" in body:
-        fields["description"] = _optional_text(body, "description")
-    if "enabled" in body:
-        fields["enabled"] = _bool(body, "enabled")
-    if "tags" in body:
-        fields["tags"] = _tags(body["tags"])
+    fields = _named_fields(body, creating=creating, high=64)
     if "domain_id" in body:
         if not creating:
             raise BadRequest("Invalid input for field 'domain_id': a project cannot move to "
@@ -205,17 +211,7 @@ _DOMAIN_KNOWN = {"name", "description", "enabled", "tags", "options"}
 
 def domain_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     """Validated domain attributes; `creating` requires a name."""
-    if creating and "name" not in body:
-        raise BadRequest("Invalid input for field 'name': 'name' is a required property.")
-    fields: dict[str, Any] = {}
-    if "name" in body:
-        fields["name"] = _name(body, 64)
-    if "description" in body:
-        fields["description"] = _optional_text(body, "description")
-    if "enabled" in body:
-        fields["enabled"] = _bool(body, "enabled")
-    if "tags" in body:
-        fields["tags"] = _tags(body["tags"])
+    fields = _named_fields(body, creating=creating, high=64)
     _options(body)
     extra = _extra(body, _DOMAIN_KNOWN | {"domain_id", "is_domain", "parent_id"})
     if extra:
