@@ -28,7 +28,9 @@ def test_image_and_identity_selections_fail_only_where_known(tmp_path: Path) -> 
     known = resources.files("kumo.conformance").joinpath("known-failures.txt")
     result = subprocess.run(
         [sys.executable, "-m", "kumo.conformance", "ci", "--tempest-venv", str(TEMPEST_VENV),
-         "--workdir", str(tmp_path / "conformance"), "--known-failures", str(known)],
+         "--workdir", str(tmp_path / "conformance"), "--known-failures", str(known),
+         # Two workers (CI has two cores); tempest's gates run these selections in parallel.
+         "--concurrency", "2"],
         capture_output=True, text=True, check=False)
     report = result.stdout + result.stderr
     print(report)
