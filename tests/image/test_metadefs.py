@@ -36,6 +36,10 @@ def test_namespace_with_properties_objects_tags_and_associations(
     assert created.status_code == 201, created.text
     assert api.post(NS, json={"namespace": "Lab::Things"},
                     headers=admin_headers).status_code == 409
+    assert api.get(NS, params={"limit": "9" * 5000}, headers=admin_headers).status_code == 400
+    one = api.get(NS, params={"limit": "1", "sort_key": "namespace", "sort_dir": "asc"},
+                  headers=admin_headers).json()["namespaces"]
+    assert len(one) == 1
     url = f"{NS}/Lab::Things"
     prop = api.post(f"{url}/properties", json={"name": "speed", "title": "Speed",
                                               "type": "string", "enum": ["slow", "fast"]},

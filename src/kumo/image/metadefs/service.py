@@ -24,6 +24,7 @@ from kumo.image.schemas import timestamp
 
 VISIBILITIES = ("public", "private")
 MAX_NAME = 80
+API_LIMIT_MAX = 1000  # Glance's api_limit_max
 PROPERTY_TYPES = ("string", "integer", "number", "boolean", "array", "object")
 # The resource types Glance ships; more appear when an association names a new one.
 DEFAULT_RESOURCE_TYPES = ("OS::Glance::Image", "OS::Cinder::Volume", "OS::Nova::Flavor",
@@ -84,9 +85,9 @@ def list_namespaces(session: Session, context: RequestContext,
         found = found[names.index(query["marker"]) + 1:]
     limit = query.get("limit")
     if limit is not None:
-        if not limit.isdigit():
-            raise BadRequest("limit must be a whole number")
-        found = found[: int(limit)]
+        if not limit.isdigit() or len(limit) > 9:
+            raise BadRequest("limit must be a whole number below 10^9")
+        found = found[: min(int(limit), API_LIMIT_MAX)]
     return found
 
 
