@@ -2,7 +2,8 @@
 
 1. Metadata service: DHCP lease, key/hostname/user data fetched over HTTP from
    169.254.169.254 (a test endpoint on a unix socket, relayed by QEMU's guestfwd),
-   SSH login with the key, sudo, the user data script ran, ACPI power button.
+   SSH login with the key, sudo, the user data script ran, wget as `tiny`, ACPI
+   power button.
 2. Config drive (`config-2` ISO, nova layout) and no metadata service.
 """
 
@@ -46,6 +47,13 @@ def test_boot_with_metadata_service(tiny_image: Path, tmp_path: Path) -> None:
             assert who.returncode == 0, who.stderr
             assert who.stdout.split("\n")[:4] == ["tiny", "web-1", "0", "ran as 0"]
             assert guest.ssh(other_key, "true").returncode != 0  # only the injected key
+            # The network tools as the tiny user on QEMU's user network: wget (with -T),
+            # the MTU left alone (QEMU's DHCP gives none), the metadata address on-link.
+            probe = guest.ssh(key, "wget -q -T 5 -O - http://169.254.169.254/latest/meta-data/"
+                                   "instance-id; echo; cat /sys/class/net/eth0/mtu; ip route")
+            assert probe.returncode == 0, probe.stderr
+            assert probe.stdout.split("\n")[:2] == ["i-0000001", "1500"]
+            assert "169.254.0.0/16 dev eth0" in probe.stdout
 
             assert guest.powerdown(timeout=90) == 0  # ACPI button -> clean poweroff
             assert "tiny: power button pressed" in guest.console()

@@ -17,6 +17,7 @@ import pytest
 
 from kumo.imagebuild import builder_for, tiny
 from kumo.imagebuild.disk import PARTITION_START, check_filesystem
+from kumo.imagebuild.initramfs import ElfFile
 
 pytestmark = pytest.mark.slow
 
@@ -78,8 +79,35 @@ def test_identity_is_left_for_first_boot(tiny_raw: Path) -> None:
     passwd = debugfs(tiny_raw, "cat /etc/passwd")
     assert f"{tiny.TINY_ADMIN_USER}:x:1000:1000:" in passwd
     # sudo's setuid busybox: root-owned, setuid, executable by group sudo only.
-    stat = debugfs(tiny_raw, "stat /usr/lib/tiny/sudo/busybox")
+    stat = debugfs(tiny_raw, "stat /usr/lib/tiny/static/busybox")
     assert "Mode:  04750" in stat and "User:     0   Group:    27" in stat
+
+
+def test_network_tools_are_dynamic_busybox_and_unprivileged_ping(tiny_raw: Path,
+                                                                 tmp_path: Path) -> None:
+    def dump(path: str) -> Path:
+        out = tmp_path / path.strip("/").replace("/", "_")
+        subprocess.run(["debugfs", "-R", f"dump {path} {out}",
+                        f"{tiny_raw}?offset={PARTITION_START}"], check=True, capture_output=True)
+        return out
+
+    # /bin/busybox is Debian's dynamic build (glibc's own NSS resolves names); the
+    # initramfs and sudo keep busybox-static (no libraries there; `su`).
+    assert ElfFile(dump("/bin/busybox")).interpreter() == "/lib64/ld-linux-x86-64.so.2"
+    assert ElfFile(dump("/usr/lib/tiny/static/busybox")).interpreter() is None
+    for library in ("libc.so.6", "libresolv.so.2"):
+        assert "Type: regular" in debugfs(tiny_raw, f"stat /lib/x86_64-linux-gnu/{library}")
+    assert "hosts: files dns" in debugfs(tiny_raw, "cat /etc/nsswitch.conf")
+    assert "icmp" in debugfs(tiny_raw, "cat /etc/protocols")  # netbase
+    # ping: inetutils without Debian's setuid bit (rcS opens ICMP echo sockets to all)
+    for ping in ("/bin/ping", "/bin/ping6"):
+        assert "Mode:  0755" in debugfs(tiny_raw, f"stat {ping}")
+    assert "ping_group_range" in debugfs(tiny_raw, "cat /etc/init.d/rcS")
+    assert dump("/usr/bin/wget").read_bytes().startswith(b"#!/bin/sh")  # -T through `timeout`
+    # applets in sbin are on a non-root PATH (/usr/bin:/bin) too
+    for link in ("/sbin/ip", "/bin/ip", "/sbin/ifconfig", "/bin/ifconfig", "/usr/bin/nc",
+                 "/usr/bin/nslookup"):
+        assert 'Fast link dest: "/bin/busybox"' in debugfs(tiny_raw, f"stat {link}")
 
 
 def test_initramfs_carries_the_virtio_drivers_in_dependency_order(tiny_raw: Path,
