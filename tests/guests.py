@@ -9,6 +9,8 @@
   serial log, SSH in, power down.
 - `MetadataEndpoint`: a test metadata service on a unix socket (EC2 paths you fill in),
   recording every request the guest makes.
+- `TapNic`: instead of user networking, a tap that QEMU opens inside a network
+  namespace the test set up (QEMU runs in it; SSH goes to the guest's own address).
 
 This is only for testing images; kumo's real QEMU driver lives in kumo.hypervisor.
 Accelerator: software emulation (`tcg`) unless KUMO_TEST_ACCEL=kvm is set.
@@ -132,6 +134,19 @@ class MetadataEndpoint:
 
 # --- QEMU ----------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class TapNic:
+    """A tap device in a network namespace, for QEMU (`-netdev tap`) instead of user net."""
+
+    namespace: str
+    ifname: str
+    mac: str
+    address: str  # the guest's fixed IP (SSH goes there, from inside the namespace)
+
+    def netns_exec(self) -> list[str]:
+        return ["ip", "netns", "exec", self.namespace]
+
+
 class Qmp:
     """Just enough QMP over a unix socket for tests (commands, no async events)."""
 
@@ -178,6 +193,8 @@ class Guest:
     qmp: Qmp
     ssh_port: int
     started: float  # time.monotonic() when QEMU was started
+    ssh_host: str = "127.0.0.1"
+    ssh_prefix: tuple[str, ...] = ()  # e.g. `ip netns exec NS` for a guest on a tap
 
     def console(self) -> str:
         return self.serial_log.read_text(errors="replace")
@@ -196,8 +213,8 @@ class Guest:
     def ssh(self, key: Path, command: str, *, user: str = "tiny",
             timeout: float = 30) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["ssh", "-i", str(key), "-p", str(self.ssh_port), *SSH_OPTIONS,
-             f"{user}@127.0.0.1", command],
+            [*self.ssh_prefix, "ssh", "-i", str(key), "-p", str(self.ssh_port), *SSH_OPTIONS,
+             f"{user}@{self.ssh_host}", command],
             capture_output=True, text=True, timeout=timeout, check=False,
         )
 
@@ -245,8 +262,13 @@ def boot_guest(
     memory_mb: int = 256,
     netdev_extra: str = "",
     extra_args: Sequence[str] = (),
+    nic: TapNic | None = None,
 ) -> Guest:
-    """Start QEMU on a qcow2 overlay of `image` (qcow2); the caller must `stop()` it."""
+    """Start QEMU on a qcow2 overlay of `image` (qcow2); the caller must `stop()` it.
+
+    With `nic`, QEMU runs inside its namespace on that tap (no user networking, no
+    metadata relay: the namespace answers 169.254.169.254 itself).
+    """
     if shutil.which(QEMU) is None:
         pytest.skip(f"{QEMU} is not installed (apt-get install qemu-system-x86)")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -254,17 +276,24 @@ def boot_guest(
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image), "-F", "qcow2",
                     str(overlay)], check=True)
     serial_log, qmp_path = workdir / "serial.log", workdir / "qmp.sock"
-    netdev = "user,id=n0,restrict=on,net=169.254.0.0/16,hostfwd=tcp:127.0.0.1:0-:22"
-    if metadata is not None:
-        netdev += f",guestfwd=tcp:169.254.169.254:80-cmd:{metadata.relay_command()}"
+    if nic is None:
+        prefix: list[str] = []
+        netdev = "user,id=n0,restrict=on,net=169.254.0.0/16,hostfwd=tcp:127.0.0.1:0-:22"
+        if metadata is not None:
+            netdev += f",guestfwd=tcp:169.254.169.254:80-cmd:{metadata.relay_command()}"
+        device = "virtio-net-pci,netdev=n0"
+    else:
+        prefix = nic.netns_exec()  # `ip netns exec` execs QEMU: same PID
+        netdev = f"tap,id=n0,ifname={nic.ifname},script=no,downscript=no"
+        device = f"virtio-net-pci,netdev=n0,mac={nic.mac}"
     if netdev_extra:
         netdev += "," + netdev_extra
     args = [
-        QEMU, *accel_args(), "-m", str(memory_mb), "-smp", "1", "-display", "none",
+        *prefix, QEMU, *accel_args(), "-m", str(memory_mb), "-smp", "1", "-display", "none",
         "-monitor", "none", "-serial", f"file:{serial_log}", "-no-reboot",
         "-qmp", f"unix:{qmp_path},server=on,wait=off",
         "-drive", f"file={overlay},if=virtio,format=qcow2",
-        "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
+        "-netdev", netdev, "-device", device,
     ]
     if config_drive is not None:
         args += ["-drive", f"file={config_drive},media=cdrom,if=ide,readonly=on,format=raw"]
@@ -280,6 +309,9 @@ def boot_guest(
         process.kill()
         stderr = (workdir / "qemu.stderr").read_text()
         raise AssertionError(f"QEMU did not start: {stderr}") from None
+    if nic is not None:
+        return Guest(process, workdir, serial_log, qmp, 22, started, nic.address,
+                     tuple(nic.netns_exec()))
     usernet = qmp.execute("human-monitor-command", **{"command-line": "info usernet"})
     match = re.search(r"HOST_FORWARD\]\s+\d+\s+127\.0\.0\.1\s+(\d+)\s+\S+\s+22\b", usernet)
     if match is None:
