@@ -109,8 +109,11 @@ def time_plain(hv: LocalHypervisor, base: Path, base_format: str, md_socket: Pat
 
 
 def plain_boot(base: Path, base_format: str, work: Path, md_socket: Path, accel: list[str],
-               memory_mb: int, vcpus: int) -> float:
-    """Boot `base` with one plain qemu command on a fresh overlay; seconds to SSH banner."""
+               memory_mb: int, vcpus: int, linger: float = 0) -> float:
+    """Boot `base` with one plain qemu command on a fresh overlay; seconds to SSH banner.
+
+    The guest runs `linger` seconds longer (its serial log in work/plain.log catches up).
+    """
     overlay = work / "plain.qcow2"
     port = free_port()
     args = [
@@ -129,7 +132,9 @@ def plain_boot(base: Path, base_format: str, work: Path, md_socket: Path, accel:
     qemuimg.create_overlay(base, base_format, overlay, 1024**3)  # like kumo's spawn does
     process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
     try:
-        return wait_banner(port, started)
+        seconds = wait_banner(port, started)
+        time.sleep(linger)
+        return seconds
     finally:
         process.kill()
         process.wait()
