@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from kumo.imagebuild.cache import BuildCache, digest_tree, inputs_key
+from kumo.imagebuild.cache import KEEP_BUILDS, BuildCache, digest_tree, inputs_key
 
 
 def test_key_changes_with_any_input_and_not_with_order() -> None:
@@ -13,19 +14,26 @@ def test_key_changes_with_any_input_and_not_with_order() -> None:
     assert inputs_key(base) != inputs_key({**base, "build": "2"})
 
 
-def test_store_replaces_older_builds_of_the_kind(tmp_path: Path) -> None:
+def test_store_keeps_the_most_recently_used_builds_of_the_kind(tmp_path: Path) -> None:
     cache = BuildCache(tmp_path / "images")
-    with cache.scratch("tiny") as work:
-        (work / "a.qcow2").write_bytes(b"first")
-        cache.store("tiny", "k1", work / "a.qcow2", {"build": "1"})
-    assert cache.lookup("tiny", "k1") is not None
-    with cache.scratch("tiny") as work:
-        (work / "b.qcow2").write_bytes(b"second")
-        stored = cache.store("tiny", "k2", work / "b.qcow2", {"build": "2"})
-    assert stored.read_bytes() == b"second"
-    assert cache.lookup("tiny", "k1") is None
-    assert sorted(p.name for p in (tmp_path / "images").iterdir() if not p.name.endswith(".lock")) \
-        == ["tiny-k2.json", "tiny-k2.qcow2"]
+
+    def build(key: str) -> Path:
+        with cache.scratch("tiny") as work:
+            (work / "new.qcow2").write_bytes(key.encode())
+            return cache.store("tiny", key, work / "new.qcow2", {"build": key})
+
+    for age, key in enumerate(["k1", "k2", "k3"]):
+        stored = build(key)
+        os.utime(stored, (1000 + age, 1000 + age))  # built long ago, k1 first
+    assert KEEP_BUILDS == 3
+    assert cache.lookup("tiny", "k1") is not None  # another checkout boots k1 now
+    assert build("k4").read_bytes() == b"k4"
+    assert [key for key in ("k1", "k2", "k3", "k4") if cache.lookup("tiny", key)] == [
+        "k1", "k3", "k4"]  # k2, the least recently used, went (with its record)
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()
+                  if not p.name.endswith(".lock")) == [
+        "tiny-k1.json", "tiny-k1.qcow2", "tiny-k3.json", "tiny-k3.qcow2",
+        "tiny-k4.json", "tiny-k4.qcow2"]
 
 
 def test_tree_digest_sees_content_and_mode(tmp_path: Path) -> None:

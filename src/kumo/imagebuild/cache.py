@@ -6,6 +6,10 @@ script's version, the files copied into the image. Deleting the folder is always
 safe: the next build makes it again from nothing. Entries are written to a
 temporary name in the same folder and renamed, and builds of one kind take a lock,
 so two test runs (or two shells) never see a half-written image.
+
+The KEEP_BUILDS most recently used builds of each kind stay (a lookup counts as a
+use): checkouts at different versions of a recipe share the folder, and one of them
+building its version must not delete the image another's test session is booting.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import ClassVar
+
+KEEP_BUILDS = 3  # per kind
 
 
 def default_root() -> Path:
@@ -57,7 +63,11 @@ class BuildCache:
     def lookup(self, kind: str, key: str) -> Path | None:
         """The cached image for these inputs, if one was built."""
         found = self.path(kind, key)
-        return found if found.is_file() else None
+        if not found.is_file():
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(found)  # recently used builds are the ones kept
+        return found
 
     @contextlib.contextmanager
     def locked(self, kind: str) -> Iterator[None]:
@@ -99,14 +109,29 @@ class BuildCache:
             yield Path(work)
 
     def store(self, kind: str, key: str, built: Path, inputs: Mapping[str, str]) -> Path:
-        """Move `built` into the cache as the image for `key`; older builds of kind go."""
+        """Move `built` into the cache as the image for `key`.
+
+        Builds of the kind beyond the KEEP_BUILDS most recently used ones go.
+        """
         final = self.path(kind, key)
         record = final.with_suffix(".json")
         partial = record.with_name(f".{record.name}.part")
         partial.write_text(json.dumps(dict(inputs), indent=2, sort_keys=True) + "\n")
         os.replace(partial, record)
         os.replace(built, final)
-        for old in self.root.glob(f"{kind}-*"):
-            if old.stem != final.stem:
-                old.unlink(missing_ok=True)
+        entries: dict[str, list[Path]] = {}
+        for path in self.root.glob(f"{kind}-*"):
+            entries.setdefault(path.stem, []).append(path)
+
+        def last_used(stem: str) -> float:
+            times = []
+            for path in entries[stem]:
+                with contextlib.suppress(FileNotFoundError):  # another store removed it
+                    times.append(path.stat().st_mtime)
+            return max(times, default=0.0)
+
+        for stem in sorted(entries, key=last_used, reverse=True)[KEEP_BUILDS:]:
+            if stem != final.stem:
+                for old in entries[stem]:
+                    old.unlink(missing_ok=True)
         return final
