@@ -21,7 +21,10 @@ def test_overview_and_every_page_render(dash: TestClient) -> None:
         assert page.status_code == 200, (path, page.text)
         assert page.headers["x-frame-options"] == "DENY"
         assert "csrf_token" in page.text or path == "/networks"
-    assert "kumo's API has no routers yet" in dash.get("/networks").text
+    listed = dash.get("/networks").text
+    for table in ("networks", "subnets", "routers", "floating IPs"):  # the Network API has them
+        assert f"kumo's API has no {table} yet" not in listed, table
+    assert "<th>External gateway</th>" in listed
 
 
 def test_upload_streams_to_glance_and_shows_lint(dash: TestClient, tmp_path: Path) -> None:

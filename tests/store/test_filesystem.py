@@ -120,4 +120,6 @@ def test_an_upload_keeps_only_its_budget_in_the_cache(tmp_path: Path,
     monkeypatch.setattr(filesystem, "UPLOAD_CACHE_BYTES", 16 * 1024 * 1024)
     path, _ = _uploaded_and_cached(tmp_path, 64 * 1024 * 1024)
     time.sleep(1)
-    assert 16 * 1024 * 1024 <= _resident(path) <= 24 * 1024 * 1024
+    # a page or two of the budget may already be reclaimed under memory pressure (seen in CI:
+    # 32 KiB short of 16 MiB); what matters is that the rest of the 64 MiB is not kept
+    assert 15 * 1024 * 1024 <= _resident(path) <= 24 * 1024 * 1024
