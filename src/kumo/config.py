@@ -40,6 +40,19 @@ class ComputeSettings:
     reclaim_instance_interval: int = 0
     # nova: seconds a shelved server keeps its guest on the host; 0 = offload at once, -1 = never
     shelved_offload_time: int = 0
+    num_pcie_ports: int = 8  # empty PCIe root ports per guest: its volume hot-plug slots
+    device_detach_timeout: int = 20  # seconds per request to the guest to release a volume
+    device_detach_attempts: int = 8
+
+
+@dataclass
+class VolumeSettings:
+    """cinder.conf options kumo honours (Block Storage)."""
+
+    volume_driver: str = "qcow2"  # kumo's driver name (cinder's takes a class path)
+    quota_volumes: int = 10
+    quota_snapshots: int = 10
+    quota_gigabytes: int = 1000
 
 
 @dataclass
@@ -159,6 +172,7 @@ class Settings:
     quota: QuotaSettings = field(default_factory=QuotaSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
+    volume: VolumeSettings = field(default_factory=VolumeSettings)
 
     @property
     def db_url(self) -> str:
@@ -181,6 +195,10 @@ class Settings:
         return self.instances_path / self.image_cache.subdirectory_name
 
     @property
+    def volumes_dir(self) -> Path:
+        return self.data_dir / "volumes"
+
+    @property
     def run_dir(self) -> Path:
         """Sockets, pid files and other things that do not outlive a restart."""
         return self.data_dir / "run"
@@ -201,9 +219,11 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "compute.allow_guest_outbound",
         "compute.reclaim_instance_interval",
         "compute.shelved_offload_time",
+        *(f"volume.{name}" for name in VolumeSettings.__dataclass_fields__),
     ),
     "glance_store": tuple(f"store.{name}" for name in StoreSettings.__dataclass_fields__),
-    "libvirt": ("compute.virt_type",),
+    "libvirt": ("compute.virt_type", "compute.num_pcie_ports",
+                "compute.device_detach_timeout", "compute.device_detach_attempts"),
     "image_cache": tuple(f"image_cache.{name}" for name in ImageCacheSettings.__dataclass_fields__),
     "metadata": ("metadata.mtu", "metadata.dns_nameservers"),
     "network": tuple(f"network.{name}" for name in NetworkSettings.__dataclass_fields__),
@@ -220,6 +240,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "store.default_store": ("file", "swift", "s3"),
     "store.swift_store_auth_version": ("1", "3"),
     "store.s3_store_bucket_url_format": ("path", "virtual", "auto"),
+    "volume.volume_driver": ("qcow2",),
 }
 
 
@@ -329,6 +350,13 @@ def _check(settings: Settings, path: Path) -> None:
     if settings.console.token_ttl < 1:
         raise ConfigError(f"{path}: [consoleauth] token_ttl: {settings.console.token_ttl} "
                           "is below 1")
+    if not 0 <= settings.compute.num_pcie_ports <= 28:  # nova's range
+        raise ConfigError(f"{path}: [libvirt] num_pcie_ports: "
+                          f"{settings.compute.num_pcie_ports} is not in 0..28")
+    for name in ("device_detach_timeout", "device_detach_attempts"):
+        if getattr(settings.compute, name) < 1:
+            raise ConfigError(f"{path}: [libvirt] {name}: must be at least 1")
+    _check_volume(settings, path)
     subdir = settings.image_cache.subdirectory_name
     if not subdir or "/" in subdir or subdir in (".", ".."):
         raise ConfigError(
@@ -379,3 +407,7 @@ def _check_store(store: StoreSettings, path: Path) -> None:
     if store.s3_store_large_object_chunk_size < 5:
         raise ConfigError(f"{path}: [glance_store] s3_store_large_object_chunk_size: at "
                           "least 5 (MiB): S3 refuses smaller multipart parts")
+def _check_volume(settings: Settings, path: Path) -> None:
+    for name in ("quota_volumes", "quota_snapshots", "quota_gigabytes"):
+        if getattr(settings.volume, name) < -1:  # -1: unlimited, as in cinder
+            raise ConfigError(f"{path}: [DEFAULT] {name}: must be -1 (unlimited) or more")

@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ import pytest
 
 from kumo.config import Settings
 from kumo.diskformat import qemuimg
-from kumo.hypervisor.driver import GuestSpec, GuestState, PortForward
+from kumo.hypervisor import blockdev
+from kumo.hypervisor.driver import GuestSpec, GuestState, PortForward, VolumeDisk
 from kumo.hypervisor.local import LocalHypervisor
 from kumo.hypervisor.qemu import is_our_qemu
 from tests.hypervisor.test_imagecache import FakeFetcher
@@ -31,12 +33,17 @@ from tests.hypervisor.test_imagecache import FakeFetcher
 pytestmark = [pytest.mark.e2e, pytest.mark.guest]
 
 BOOT_TIMEOUT = 240.0
-# Run in the guest on first boot: show what SMBIOS tells it, on the serial console.
+# Run in the guest on first boot: show what SMBIOS tells it, on the serial console,
+# and keep saying which extra disks it sees (name:serial:sectors), for hot-plug.
 USER_DATA = (
     b"#!/bin/sh\n"
     b"echo \"smbios: $(cat /sys/class/dmi/id/sys_vendor) | "
     b"$(cat /sys/class/dmi/id/product_name) | $(cat /sys/class/dmi/id/product_serial)\""
     b" > /dev/console\n"
+    b"( seen=start; while :; do now=; for d in /sys/block/vd[b-z]; do [ -e $d ] && "
+    b"now=\"$now ${d##*/}:$(cat $d/serial):$(cat $d/size)\"; done; "
+    b"[ \"$now\" != \"$seen\" ] && echo \"disks:$now.\" && seen=$now; usleep 100000; done )"
+    b" > /dev/console 2>&1 < /dev/null &\n"
 )
 
 
@@ -139,6 +146,7 @@ def test_guest_lifecycle(host: tuple[LocalHypervisor, FakeFetcher]) -> None:
         assert status.state is GuestState.RUNNING and other_status.state is GuestState.RUNNING
         assert fetcher.calls == ["tiny"]
         assert len([p for p in hv.cache.base_dir.iterdir() if p.is_file()]) == 1
+        _detach_from_a_guest_that_never_lets_go(hv, other.server_id)
         hv.destroy(other.server_id)
         assert other_status.pid is not None and not is_our_qemu(other_status.pid,
                                                                  other.server_id)
@@ -150,7 +158,7 @@ def test_guest_lifecycle(host: tuple[LocalHypervisor, FakeFetcher]) -> None:
         port = status.host_ports["tcp/22"]
         assert ssh_banner(port, BOOT_TIMEOUT).startswith(b"SSH-2.0-")
         deadline = time.monotonic() + 60
-        while "user data exited" not in hv.console_log(spec.server_id):
+        while "tiny: boot finished" not in hv.console_log(spec.server_id):
             assert time.monotonic() < deadline, hv.console_log(spec.server_id)
             time.sleep(0.3)
         console = hv.console_log(spec.server_id)
@@ -173,20 +181,27 @@ def test_guest_lifecycle(host: tuple[LocalHypervisor, FakeFetcher]) -> None:
         assert qemuimg.info(snap, "qcow2").backing_file is None
         assert hv.status(spec.server_id).state is GuestState.RUNNING
 
+        volume = _hot_plug_extend_and_unplug(hv, spec.server_id)
+
         # Graceful stop: the guest sees the power button and powers off.
         hv.power_off(spec.server_id, timeout=60)
         assert hv.status(spec.server_id).state is GuestState.SHUTOFF
         assert "power button pressed" in hv.console_log(spec.server_id)
 
-        # Start again; a restarted kumo adopts the running QEMU.
+        # Start again with the volume attached (cold-plugged on the first root port);
+        # a restarted kumo adopts the running QEMU and can still unplug it.
+        spec = replace(spec, volumes=(volume,))
         started = hv.power_on(spec)
         assert started.state is GuestState.RUNNING and started.pid is not None
+        assert _plugged(hv, spec.server_id) == {volume.volume_id: "hp0"}
         rebooted = hv.reboot(spec.server_id, hard=True)
         assert rebooted.state is GuestState.RUNNING and rebooted.pid == started.pid
         after_restart = LocalHypervisor(hv.settings, fetcher)
         adopted = after_restart.adopt()
         assert adopted[spec.server_id].pid == started.pid
         assert adopted[spec.server_id].host_ports == started.host_ports
+        after_restart.detach_volume(spec.server_id, volume.volume_id)
+        assert _plugged(hv, spec.server_id) == {}
 
         # QEMU killed behind kumo's back: CRASHED with a fault saying so.
         os.kill(started.pid, signal.SIGKILL)
@@ -204,3 +219,64 @@ def test_guest_lifecycle(host: tuple[LocalHypervisor, FakeFetcher]) -> None:
     finally:
         stub.shutdown()
         stub.server_close()
+
+
+def _plugged(hv: LocalHypervisor, server_id: str) -> dict[str, str]:
+    with hv._qmp(server_id) as monitor:
+        return blockdev.plugged(monitor)
+
+
+def _disks_line(hv: LocalHypervisor, server_id: str, wanted: str, timeout: float = 60) -> float:
+    """Seconds until the guest's disk watcher prints `wanted` (after the last such line)."""
+    started = time.monotonic()
+    while True:
+        lines = [line for line in hv.console_log(server_id).splitlines()
+                 if line.startswith("disks:")]
+        if lines and lines[-1].strip() == wanted:
+            return time.monotonic() - started
+        assert time.monotonic() - started < timeout, f"{wanted!r} not seen; last: {lines[-3:]}"
+        time.sleep(0.05)
+
+
+def _hot_plug_extend_and_unplug(hv: LocalHypervisor, server_id: str) -> VolumeDisk:
+    """A qcow2 volume plugged into the running guest, grown, and released by it."""
+    volume_id = str(uuid.uuid4())
+    path = hv.instances_path.parent / f"volume-{volume_id}"
+    qemuimg.create(path, "qcow2", 1 << 30)
+    volume = VolumeDisk(volume_id, {"driver": "file", "filename": str(path)}, "qcow2")
+    hv.attach_volume(server_id, volume)
+    seen = _disks_line(hv, server_id, f"disks: vdb:{volume_id[:20]}:2097152.")
+    print(f"\nvolume visible in the guest {seen * 1000:.0f} ms after attach_volume returned")
+    assert _plugged(hv, server_id) == {volume_id: "hp0"}
+    hv.extend_volume(server_id, volume_id, 2 << 30)
+    _disks_line(hv, server_id, f"disks: vdb:{volume_id[:20]}:4194304.")
+    hv.detach_volume(server_id, volume_id)  # returns once QEMU said DEVICE_DELETED
+    assert _plugged(hv, server_id) == {}
+    _disks_line(hv, server_id, "disks:.")
+    assert qemuimg.info(path, "qcow2").virtual_size == 2 << 30  # QEMU let go of the file
+    return volume
+
+
+def _detach_from_a_guest_that_never_lets_go(hv: LocalHypervisor, server_id: str) -> None:
+    """A paused guest cannot answer the unplug request: the detach fails, and says why."""
+    from kumo.hypervisor.blockdev import DetachTimeout
+
+    volume_id = str(uuid.uuid4())
+    path = hv.instances_path.parent / f"volume-{volume_id}"
+    qemuimg.create(path, "qcow2", 1 << 20)
+    with hv._qmp(server_id) as monitor:
+        monitor.execute("stop")
+    hv.attach_volume(server_id, VolumeDisk(volume_id, {"driver": "file",
+                                                        "filename": str(path)}, "qcow2"))
+    timeout, attempts = hv.settings.compute.device_detach_timeout, \
+        hv.settings.compute.device_detach_attempts
+    hv.settings.compute.device_detach_timeout, hv.settings.compute.device_detach_attempts = 1, 2
+    try:
+        started = time.monotonic()
+        with pytest.raises(DetachTimeout, match=r"did not release it after 2 request\(s\)"):
+            hv.detach_volume(server_id, volume_id)
+        assert 2 <= time.monotonic() - started < 10
+    finally:
+        hv.settings.compute.device_detach_timeout = timeout
+        hv.settings.compute.device_detach_attempts = attempts
+    assert _plugged(hv, server_id) == {volume_id: "hp0"}  # still there, still usable

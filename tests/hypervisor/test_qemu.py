@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from kumo.errors import BadRequest
 from kumo.hypervisor.accel import Accel
-from kumo.hypervisor.driver import GuestSpec, PortForward
+from kumo.hypervisor.driver import GuestSpec, PortForward, VolumeDisk
 from kumo.hypervisor.qemu import build_args, mac_address, parse_usernet
 
 UUID = "6f1b3c2e-8a51-4f0e-9d7b-0c2a4e1f5a77"
@@ -81,7 +82,54 @@ def test_config_drive_is_a_read_only_cdrom() -> None:
     args = build_args(spec(config_drive=Path("/d/config.iso")), TCG, disk_format="qcow2")
     assert ("file=/d/config.iso,if=none,id=config,media=cdrom,readonly=on,format=raw"
             in option(args, "-drive"))
-    assert "ide-cd,drive=config,bus=ide.1" in option(args, "-device")
+    # q35 has no IDE and Debian's cloud kernels no AHCI: the CD-ROM is on virtio-scsi.
+    devices = option(args, "-device")
+    assert "virtio-scsi-pci,id=scsi-config" in devices
+    assert "scsi-cd,bus=scsi-config.0,drive=config" in devices
+
+
+def test_q35_with_empty_root_ports_for_hot_plug() -> None:
+    args = build_args(spec(), TCG, disk_format="qcow2", pcie_ports=3)
+    assert option(args, "-machine") == ["q35"]
+    ports = [d for d in option(args, "-device") if d.startswith("pcie-root-port")]
+    assert ports == [f"pcie-root-port,id=hp{i},bus=pcie.0,chassis={i + 1},io-reserve=0"
+                     for i in range(3)]
+
+
+VOLUME = "0e9f5c1d-3b2a-4c8e-9f7a-1d2c3b4a5e6f"
+
+
+def disk(volume_id: str = VOLUME, path: str = "/v/volume,1") -> VolumeDisk:
+    return VolumeDisk(volume_id, {"driver": "file", "filename": path}, "qcow2")
+
+
+def test_attached_volumes_sit_on_root_ports_with_the_volume_id_as_serial() -> None:
+    other = "11111111-2222-3333-4444-555555555555"
+    args = build_args(spec(volumes=(disk(), disk(other, "/v/b"))), TCG, disk_format="qcow2",
+                      pcie_ports=2)
+    nodes = [json.loads(value) for value in option(args, "-blockdev")]
+    # The path is JSON, so a comma in it needs no escaping; the format is pinned.
+    assert nodes[0] == {"driver": "file", "filename": "/v/volume,1",
+                        "node-name": "vf0e9f5c1d3b2a4c8e9f7a1d2c", "discard": "unmap"}
+    assert nodes[1] == {"driver": "qcow2", "file": "vf0e9f5c1d3b2a4c8e9f7a1d2c",
+                        "node-name": "v0e9f5c1d3b2a4c8e9f7a1d2c", "discard": "unmap"}
+    devices = [json.loads(d) for d in option(args, "-device") if d.startswith("{")]
+    assert devices == [
+        {"driver": "virtio-blk-pci", "id": f"volume-{VOLUME}",
+         "drive": "v0e9f5c1d3b2a4c8e9f7a1d2c", "bus": "hp0", "serial": VOLUME[:20]},
+        {"driver": "virtio-blk-pci", "id": f"volume-{other}", "drive": "v111111112222333344445555",
+         "bus": "hp1", "serial": other[:20]},
+    ]
+    with pytest.raises(BadRequest, match="num_pcie_ports"):
+        build_args(spec(volumes=(disk(), disk(other))), TCG, disk_format="qcow2", pcie_ports=1)
+
+
+def test_boot_volume_replaces_the_local_disk() -> None:
+    args = build_args(spec(root_volume=disk()), TCG, disk_format="qcow2", pcie_ports=1)
+    assert not option(args, "-drive")
+    (device,) = [json.loads(d) for d in option(args, "-device") if d.startswith("{")]
+    assert device["bus"] == "pcie.0" and device["bootindex"] == 0
+    assert device["serial"] == VOLUME[:20]
 
 
 def test_bad_sizes_and_ports_are_refused() -> None:
@@ -120,5 +168,5 @@ def test_an_iso_image_is_the_first_boot_device_beside_the_root_disk() -> None:
     drives = option(args, "-drive")
     assert "file=/data/_base/a,,b,if=none,id=cdrom,media=cdrom,readonly=on,format=raw" in drives
     devices = option(args, "-device")
-    assert "ide-cd,drive=cdrom,bus=ide.0,bootindex=0" in devices
+    assert "scsi-cd,bus=scsi-cdrom.0,drive=cdrom,bootindex=0" in devices
     assert "virtio-blk-pci,drive=root,bootindex=1" in devices

@@ -7,10 +7,11 @@ the hypervisor's tests can boot real guests without the API.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,21 @@ class Nic:
 
 
 @dataclass(frozen=True)
+class VolumeDisk:
+    """A volume as this host's QEMU opens it (what nova calls connection_info).
+
+    `source` is the protocol layer of QEMU's `-blockdev` (`{"driver": "file",
+    "filename": ...}` for kumo's file volumes; an `rbd` or `nbd` node for others);
+    `format` is the layer on top of it, always pinned, never probed.
+    """
+
+    volume_id: str
+    source: dict[str, Any]
+    format: str  # "qcow2" | "raw"
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
 class GuestSpec:
     """Everything needed to start (or restart) one server on this host."""
 
@@ -52,6 +68,10 @@ class GuestSpec:
     netns: str | None = None
     # Rescue: boot this image's disk first, the server's own disk attached second.
     rescue_image_id: str | None = None
+    # Boot from volume: the root disk is this volume (no local disk is made).
+    root_volume: VolumeDisk | None = None
+    # Volumes attached to the server, plugged at start (each on its own PCIe root port).
+    volumes: tuple[VolumeDisk, ...] = ()
 
 
 class GuestState(Enum):
@@ -142,3 +162,15 @@ class Hypervisor(Protocol):
 
     def unrescue(self, spec: GuestSpec) -> GuestStatus:
         """Stop the rescue guest, drop its disk, boot the server's own disk again."""
+
+    def attach_volume(self, server_id: str, disk: VolumeDisk) -> None:
+        """Hot-plug `disk` into the running guest (nothing to do when it is not running)."""
+
+    def detach_volume(self, server_id: str, volume_id: str) -> None:
+        """Unplug the volume; waits for the guest to let go (a fault if it never does)."""
+
+    def extend_volume(self, server_id: str, volume_id: str, size: int) -> None:
+        """Tell the running guest's QEMU the volume now has `size` bytes."""
+
+    def paused(self, server_id: str) -> AbstractContextManager[None]:
+        """Hold a running guest still (I/O drained and flushed) for a consistent copy."""

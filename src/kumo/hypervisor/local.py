@@ -22,7 +22,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,10 +35,10 @@ from kumo.errors import (
     ServiceUnavailable,
     ToolError,
 )
-from kumo.hypervisor import qemu
+from kumo.hypervisor import blockdev, qemu
 from kumo.hypervisor.accel import Accel, AccelChooser
 from kumo.hypervisor.cache_manager import INSTANCE_RECORD, run_pass
-from kumo.hypervisor.driver import GuestSpec, GuestState, GuestStatus, PortForward
+from kumo.hypervisor.driver import GuestSpec, GuestState, GuestStatus, PortForward, VolumeDisk
 from kumo.hypervisor.fetcher import ImageFetcher
 from kumo.hypervisor.imagecache import ImageCache
 from kumo.hypervisor.lifecycle import GuestLifecycle
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("kumo.hypervisor")
 
 SHUTOFF_MARKER = "shutoff"
+VOLUME_PORTS = "volumes.json"  # volume id -> the PCIe root port it is plugged into
 FAULT_FILE = "fault"
 START_TIMEOUT = 30.0
 MEMORY_OVERHEAD_MB = 64  # QEMU's own needs beyond guest RAM that must exist up front
@@ -153,7 +154,11 @@ class LocalHypervisor(GuestLifecycle):
             folder.mkdir(parents=True, exist_ok=True)
             disk = folder / qemu.DISK
             try:
-                if not disk.exists():
+                if spec.root_volume is not None:
+                    record = {"image_id": spec.image_id or None,
+                              "root_volume": spec.root_volume.volume_id}
+                    (folder / INSTANCE_RECORD).write_text(json.dumps(record))
+                elif not disk.exists():
                     made = self.cache.create_disk(spec.image_id, disk, spec.root_gb)
                     record = {"image_id": spec.image_id, "disk_format": made.format,
                               "base": str(made.base)}
@@ -168,7 +173,7 @@ class LocalHypervisor(GuestLifecycle):
         """Start a SHUTOFF (or CRASHED) guest again on its existing disk."""
         with self._lock(spec.server_id):
             folder = self.folder(spec.server_id)
-            if not (folder / qemu.DISK).exists():
+            if spec.root_volume is None and not (folder / qemu.DISK).exists():
                 raise NotFound(f"server {spec.server_id} has no disk on this host")
             if self._process(spec.server_id) is not None:
                 return self.status(spec.server_id)
@@ -201,7 +206,11 @@ class LocalHypervisor(GuestLifecycle):
         cdrom = Path(record["cdrom"]) if record.get("cdrom") else None
         args = qemu.build_args(spec, accel_args, disk_format=record.get("disk_format", "qcow2"),
                                rescue_format=record.get("rescue_format", "qcow2"),
-                               incoming=incoming, cdrom=cdrom)
+                               incoming=incoming, cdrom=cdrom,
+                               pcie_ports=self.settings.compute.num_pcie_ports,
+                               volume_ports=self._volume_ports(folder))
+        self._save_volume_ports(folder, qemu.volume_layout(
+            spec.volumes, self.settings.compute.num_pcie_ports, self._volume_ports(folder)))
         for stale in (qemu.QMP_SOCKET, qemu.VNC_SOCKET, qemu.SERIAL_SOCKET, qemu.PID_FILE,
                       FAULT_FILE):
             (folder / stale).unlink(missing_ok=True)
@@ -465,6 +474,90 @@ class LocalHypervisor(GuestLifecycle):
                 if monitor is not None:
                     monitor.close()
             return "qcow2"
+
+    # -- volumes -------------------------------------------------------------
+
+    def _monitor_of_running(self, server_id: str) -> QMPClient | None:
+        if self._process(server_id) is None:
+            return None
+        return self._qmp(server_id, timeout=10)
+
+    @staticmethod
+    def _volume_ports(folder: Path) -> dict[str, str]:
+        """Which root port each attached volume sits on (kept so a restart, and a resumed
+        suspend, puts every disk back where the guest had it)."""
+        try:
+            found = json.loads((folder / VOLUME_PORTS).read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+    @staticmethod
+    def _save_volume_ports(folder: Path, ports: dict[str, str]) -> None:
+        tmp = folder / f".{VOLUME_PORTS}.tmp"
+        tmp.write_text(json.dumps(ports, sort_keys=True))
+        os.replace(tmp, folder / VOLUME_PORTS)
+
+    def attach_volume(self, server_id: str, disk: VolumeDisk) -> None:
+        """Hot-plug `disk` onto a free PCIe root port of the running guest.
+
+        A server that is not running gets the volume when it next starts (compute
+        passes its attachments in the GuestSpec), as with nova.
+        """
+        with self._lock(server_id):
+            monitor = self._monitor_of_running(server_id)
+            if monitor is None:
+                return
+            with monitor:
+                port = blockdev.hot_plug(monitor, disk, self.settings.compute.num_pcie_ports)
+            folder = self.folder(server_id)
+            self._save_volume_ports(folder, {**self._volume_ports(folder),
+                                             disk.volume_id: port})
+            log.info("server %s: volume %s plugged into %s", server_id, disk.volume_id, port)
+
+    def detach_volume(self, server_id: str, volume_id: str) -> None:
+        """Ask the running guest to release the volume and wait until it has (nova's
+        `device_detach_timeout` x `device_detach_attempts`); a DetachTimeout otherwise."""
+        compute = self.settings.compute
+        with self._lock(server_id):
+            folder = self.folder(server_id)
+            monitor = self._monitor_of_running(server_id)
+            if monitor is not None:
+                with monitor:
+                    started = time.monotonic()
+                    blockdev.unplug(monitor, volume_id, timeout=compute.device_detach_timeout,
+                                    attempts=compute.device_detach_attempts)
+                log.info("server %s: volume %s unplugged after %.2f s", server_id, volume_id,
+                         time.monotonic() - started)
+            ports = self._volume_ports(folder)
+            if ports.pop(volume_id, None) is not None:
+                self._save_volume_ports(folder, ports)
+
+    def extend_volume(self, server_id: str, volume_id: str, size: int) -> None:
+        """Grow a plugged volume to `size` bytes through QEMU (which holds the file)."""
+        with self._lock(server_id):
+            monitor = self._monitor_of_running(server_id)
+            if monitor is None:
+                raise Conflict(f"server {server_id} is not running")
+            with monitor:
+                blockdev.resize(monitor, volume_id, size)
+
+    @contextlib.contextmanager
+    def paused(self, server_id: str) -> Iterator[None]:
+        """Hold a running guest still (QMP `stop` drains and flushes its I/O)."""
+        with self._lock(server_id):
+            monitor = self._monitor_of_running(server_id)
+            if monitor is None:
+                yield
+                return
+            with monitor:
+                was = monitor.execute("query-status").get("status")
+                monitor.execute("stop")
+                try:
+                    yield
+                finally:
+                    if was == "running":
+                        monitor.execute("cont")
 
     def adopt(self) -> dict[str, GuestStatus]:
         """After a restart of kumo: the guests still running on this host, by server id.

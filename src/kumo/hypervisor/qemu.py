@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kumo.errors import BadRequest, KumoError
+from kumo.hypervisor import blockdev
 from kumo.hypervisor.accel import Accel
-from kumo.hypervisor.driver import GuestSpec, PortForward
+from kumo.hypervisor.driver import GuestSpec, PortForward, VolumeDisk
 from kumo.process import require
 
 QEMU = "qemu-system-x86_64"
@@ -26,6 +27,10 @@ METADATA_ADDRESS = "169.254.169.254"
 GUEST_NET = "169.254.0.0/16"
 GUEST_MAC = "52:54:00:12:34:56"
 VHOST_NET = "/dev/vhost-net"
+# q35: volumes hot-plug onto PCIe root ports (pc's PCI bus has none). nova's
+# `num_pcie_ports`: how many volumes a running server can take.
+MACHINE = "q35"
+DEFAULT_PCIE_PORTS = 8
 
 # Names of the files in a guest's folder.
 DISK = "disk"
@@ -114,6 +119,8 @@ def build_args(
     rescue_format: str = "qcow2",
     incoming: bool = False,
     cdrom: Path | None = None,
+    pcie_ports: int = DEFAULT_PCIE_PORTS,
+    volume_ports: dict[str, str] | None = None,
 ) -> list[str]:
     """The full QEMU command line for `spec` (paths relative to the guest's folder)."""
     if spec.vcpus < 1 or spec.memory_mb < 16:
@@ -128,7 +135,7 @@ def build_args(
         qemu,
         "-name", f"guest={_opt(spec.name or uuid)}",
         "-uuid", uuid,
-        "-machine", "pc",
+        "-machine", MACHINE,
         *accel.qemu_args(),
         "-m", str(spec.memory_mb),
         "-smp", str(spec.vcpus),
@@ -159,7 +166,7 @@ def build_args(
         boot = 2 if spec.rescue_image_id is not None else 0
         args += [
             "-drive", f"file={_opt(cdrom)},if=none,id=cdrom,media=cdrom,readonly=on,format=raw",
-            "-device", f"ide-cd,drive=cdrom,bus=ide.0,bootindex={boot}",
+            *cdrom_device("cdrom", bootindex=boot),
         ]
     if incoming:  # resume: QEMU waits for the saved state (`migrate-incoming`)
         args += ["-incoming", "defer"]
@@ -167,23 +174,66 @@ def build_args(
         args += [
             "-drive",
             f"file={_opt(spec.config_drive)},if=none,id=config,media=cdrom,readonly=on,format=raw",
-            "-device", "ide-cd,drive=config,bus=ide.1",
+            *cdrom_device("config"),
         ]
+    return args + _volumes(spec, pcie_ports, volume_ports)
+
+
+def cdrom_device(drive: str, bootindex: int | None = None) -> list[str]:
+    """A CD-ROM on virtio-scsi: q35 has no IDE, and Debian's cloud kernels no AHCI driver
+    (SeaBIOS boots from it too)."""
+    boot = "" if bootindex is None else f",bootindex={bootindex}"
+    return ["-device", f"virtio-scsi-pci,id=scsi-{drive}",
+            "-device", f"scsi-cd,bus=scsi-{drive}.0,drive={drive}{boot}"]
+
+
+def _volumes(spec: GuestSpec, pcie_ports: int, ports: dict[str, str] | None) -> list[str]:
+    """Empty root ports for hot-plug, the attached volumes plugged into them.
+
+    A volume goes back onto the port it had (`ports`, kept by the hypervisor), so the
+    device layout is the same after a restart: a suspended guest's saved state loads
+    only into the layout it was saved from.
+    """
+    if len(spec.volumes) > pcie_ports:
+        raise BadRequest(f"server {spec.server_id} has {len(spec.volumes)} volumes attached "
+                         f"but the host offers {pcie_ports} PCIe ports (num_pcie_ports)")
+    args = blockdev.root_port_args(pcie_ports)
+    layout = volume_layout(spec.volumes, pcie_ports, ports or {})
+    for disk in spec.volumes:
+        args += blockdev.command_line(disk, bus=layout[disk.volume_id])
     return args
+
+
+def volume_layout(volumes: Sequence[VolumeDisk], pcie_ports: int,
+                  ports: dict[str, str]) -> dict[str, str]:
+    """Each volume's root port (by volume id): the one it had if still free, else the first
+    free one."""
+    free = [f"{blockdev.ROOT_PORT}{i}" for i in range(pcie_ports)]
+    layout: dict[str, str] = {}
+    for disk in volumes:
+        port = ports.get(disk.volume_id)
+        if port is not None and port in free:
+            layout[disk.volume_id] = port
+            free.remove(port)
+    for disk in volumes:
+        if disk.volume_id not in layout:
+            layout[disk.volume_id] = free.pop(0)
+    return layout
 
 
 def _disks(spec: GuestSpec, disk_format: str, rescue_format: str,
            after_cd: bool = False) -> list[str]:
-    """The root disk; in rescue the rescue image's disk boots and the root disk is second.
-    `after_cd`: an ISO image's CD-ROM boots first (see build_args)."""
+    """The root disk (local, or a volume); in rescue the rescue image's disk boots and the
+    root disk is second. `after_cd`: an ISO image's CD-ROM boots first (see build_args)."""
+    args: list[str] = []
+    if spec.rescue_image_id is not None:
+        args += ["-drive", f"file={RESCUE_DISK},if=none,id=rescue,format={rescue_format},"
+                 "cache=writeback", "-device", "virtio-blk-pci,drive=rescue,bootindex=0"]
+    index = 1 if spec.rescue_image_id is not None or after_cd else 0
+    if spec.root_volume is not None:  # boot from volume: on pcie.0, never unplugged
+        return args + blockdev.command_line(spec.root_volume, bus="pcie.0", bootindex=index)
     root = f"file={DISK},if=none,id=root,format={disk_format},cache=writeback,discard=unmap"
-    if spec.rescue_image_id is None:
-        index = 1 if after_cd else 0
-        return ["-drive", root, "-device", f"virtio-blk-pci,drive=root,bootindex={index}"]
-    return ["-drive", f"file={RESCUE_DISK},if=none,id=rescue,format={rescue_format},"
-            "cache=writeback",
-            "-device", "virtio-blk-pci,drive=rescue,bootindex=0",
-            "-drive", root, "-device", "virtio-blk-pci,drive=root,bootindex=1"]
+    return args + ["-drive", root, "-device", f"virtio-blk-pci,drive=root,bootindex={index}"]
 
 
 @dataclass

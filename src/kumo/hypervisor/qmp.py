@@ -95,6 +95,21 @@ class QMPClient:
         except (OSError, EOFError) as exc:
             raise QMPError(f"QEMU monitor lost during {command}: {exc}") from None
 
+    def wait_event(self, timeout: float) -> None:
+        """Read asynchronous events into `events` for up to `timeout` seconds."""
+        previous = self._sock.gettimeout()
+        self._sock.settimeout(max(timeout, 0.001))
+        try:
+            message = self._read_message()
+        except TimeoutError:
+            return
+        except (OSError, EOFError) as exc:
+            raise QMPError(f"QEMU monitor lost while waiting for events: {exc}") from None
+        finally:
+            self._sock.settimeout(previous)
+        if "event" in message:
+            self.events.append(message)
+
     def human(self, command_line: str) -> str:
         """A human monitor command (`info usernet`, `hostfwd_add ...`); its text output."""
         output = self.execute("human-monitor-command", {"command-line": command_line})

@@ -28,12 +28,13 @@ from kumo.imagebuild.disk import GRUB_DIR, GRUB_PACKAGE, disk_full_is_clear
 from kumo.imagebuild.initramfs import NewcArchive, module_load_order
 from kumo.process import require, run
 
-INSTALLER_BUILD_VERSION = "2"
+INSTALLER_BUILD_VERSION = "3"
 VOLUME_ID = "KUMO_INSTALLER"
-# The disk to write, the CD to read the payload from.
-MODULES = ("virtio_pci", "virtio_blk", "ata_piix", "sr_mod", "isofs")
+# The disk to write, the CD to read the payload from (virtio-scsi: guests run on q35).
+MODULES = ("virtio_pci", "virtio_blk", "virtio_scsi", "sr_mod", "isofs")
 # /dev/console is the last console=: the VGA screen, where the installer talks.
-KERNEL_CMDLINE = "console=ttyS0,115200n8 console=tty0 quiet cryptomgr.notests acpi=noirq"
+# Not acpi=noirq: on q35 it leaves the kernel without the IO-APIC (see tiny.py).
+KERNEL_CMDLINE = "console=ttyS0,115200n8 console=tty0 quiet cryptomgr.notests"
 GRUB_ELTORITO_MODULES = ("biosdisk", "iso9660", "normal", "linux16", "echo", "test", "serial",
                          "terminal", "configfile")
 TOOLS = {"grub-mkimage": GRUB_PACKAGE, "genisoimage": "genisoimage", "qemu-img": "qemu-utils"}
