@@ -147,11 +147,13 @@ def prepare(settings: Settings) -> tuple[Runtime, str]:
         from kumo.compute.service import register as register_compute
         from kumo.network.agent import register as register_network
         from kumo.network.bootstrap import ensure_external_network
+        from kumo.volume.service import register as register_volume
 
         with session_scope(runtime.sessions) as session:
             ensure_external_network(session, settings.network)
         register_network(runtime)
         register_compute(runtime)
+        register_volume(runtime)
     return runtime, password
 
 
@@ -286,6 +288,7 @@ def announce(settings: Settings, password: str, clouds: Path) -> None:
         f"  image     {base}/image",
         f"  compute   {base}/compute/v2.1",
         f"  network   {base}/network",
+        f"  volume    {base}/volume/v3",
         f"  dashboard {base}/ (log in as admin), consoles {base}/console",
         "  admin credentials: user admin, project admin, password " + password,
         f"  clouds.yaml: {clouds} (cloud 'kumo'); OS_* variables: {clouds.with_name('openrc')}",

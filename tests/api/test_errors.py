@@ -74,3 +74,12 @@ def test_500_keeps_the_connection(served: int, caplog: pytest.LogCaptureFixture,
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert len(tracebacks) == 1 and "GET /broken" in tracebacks[0].getMessage()
     assert not any("Exception in ASGI application" in r.getMessage() for r in caplog.records)
+
+
+def test_every_api_prefix_has_an_error_shape() -> None:
+    from kumo.api.app import PREFIXES, flavor_of
+    from kumo.api.errors import Flavor
+
+    for service, prefix in PREFIXES.items():
+        assert isinstance(flavor_of({"path": prefix + "/x"}), Flavor), service
+    assert flavor_of({"path": "/volume/v3/volumes"}) is Flavor.COMPUTE  # Cinder's is nova's

@@ -7,9 +7,11 @@ is CRASHED), so the compute logic is exercised without booting QEMU.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from sqlalchemy.orm import Session
 from kumo.api.context import RequestContext
 from kumo.compute.images import BootImage
 from kumo.errors import KumoError, NotFound
-from kumo.hypervisor.driver import GuestSpec, GuestState, GuestStatus, PortForward
+from kumo.hypervisor.driver import GuestSpec, GuestState, GuestStatus, PortForward, VolumeDisk
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Guest:
     saved: bool = False  # suspended: memory on disk
     backup: GuestSpec | None = None  # the spec (and disk) from before a resize
     disk_image: str | None = None
+    plugged: dict[str, VolumeDisk] = field(default_factory=dict)  # hot-plugged volumes
 
 
 class FakeHypervisor:
@@ -40,6 +43,7 @@ class FakeHypervisor:
     def __init__(self) -> None:
         self.guests: dict[str, Guest] = {}
         self.fail_spawn: str | None = None  # message of the KumoError spawn raises
+        self.fail_detach: str | None = None  # message of the KumoError detach raises
         self.calls: list[tuple[str, str]] = []
         self.snapshots: list[Path] = []
         self.console_dir: Path | None = None
@@ -185,6 +189,25 @@ class FakeHypervisor:
         guest = self._guest(spec.server_id)
         guest.spec, guest.state = spec, GuestState.RUNNING
         return self._status(guest)
+    def attach_volume(self, server_id: str, disk: VolumeDisk) -> None:
+        self.calls.append(("attach_volume", disk.volume_id))
+        guest = self._guest(server_id)
+        if guest.state is GuestState.RUNNING:
+            guest.plugged[disk.volume_id] = disk
+
+    def detach_volume(self, server_id: str, volume_id: str) -> None:
+        self.calls.append(("detach_volume", volume_id))
+        if self.fail_detach:
+            raise KumoError(self.fail_detach)
+        self._guest(server_id).plugged.pop(volume_id, None)
+
+    def extend_volume(self, server_id: str, volume_id: str, size: int) -> None:
+        self.calls.append(("extend_volume", volume_id))
+
+    @contextlib.contextmanager
+    def quiesced(self, server_id: str) -> Iterator[None]:
+        self.calls.append(("quiesced", server_id))
+        yield
 
     # test helpers: what happens outside kumo's control
     def kill(self, server_id: str, why: str = "QEMU was killed by signal 9") -> None:
@@ -248,3 +271,7 @@ class FakeImages:
                 if i.properties.get("instance_uuid") == server_id
                 and i.properties.get("image_type") == "backup"
                 and i.properties.get("backup_type") == backup_type]
+    def activate_mapped(self, image_id: str, properties: dict[str, str]) -> None:
+        old = self.images[image_id]
+        self.images[image_id] = BootImage(old.id, old.name, "active", old.min_disk, old.min_ram,
+                                          properties={**old.properties, **properties})

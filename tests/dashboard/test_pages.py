@@ -22,9 +22,23 @@ def test_overview_and_every_page_render(dash: TestClient) -> None:
         assert page.headers["x-frame-options"] == "DENY"
         assert "csrf_token" in page.text or path == "/networks"
     listed = dash.get("/networks").text
-    for table in ("networks", "subnets", "routers", "floating IPs"):  # the Network API has them
+    for table in ("networks", "subnets", "routers", "floating IPs", "volumes"):  # APIs have them
         assert f"kumo's API has no {table} yet" not in listed, table
     assert "<th>External gateway</th>" in listed
+
+
+def test_networks_page_lists_volumes(dash: TestClient, admin_headers: dict[str, str]) -> None:
+    from kumo.volume.service import volume_service_of
+    from tests.volume.conftest import LATEST, wait_status
+
+    made = dash.post("/volume/v3/volumes", json={"volume": {"size": 1, "name": "scratch"}},
+                     headers={**admin_headers, **LATEST})
+    assert made.status_code == 202, made.text
+    runtime = dash.app.state.runtime  # type: ignore[attr-defined]
+    wait_status(dash, {**admin_headers, **LATEST}, "volume", made.json()["volume"]["id"],
+                volume_service_of(runtime))
+    listed = dash.get("/networks").text
+    assert "<td>scratch</td><td>1 GB</td><td>available</td>" in listed
 
 
 def test_upload_streams_to_glance_and_shows_lint(dash: TestClient, tmp_path: Path) -> None:

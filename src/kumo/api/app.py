@@ -1,7 +1,8 @@
 """Assemble the one HTTP app `kumo up` serves: every API under its own prefix.
 
 Prefixes follow devstack's: /identity (Keystone v3), /image (Glance v2),
-/compute (Nova v2.1), /network (Neutron v2.0, the few routes the CLI needs).
+/compute (Nova v2.1), /network (Neutron v2.0, the few routes the CLI needs),
+/volume (Cinder v3).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ PREFIXES = {
     "image": "/image",
     "compute": "/compute",
     "network": "/network",
+    "volume": "/volume",
 }
 
 
@@ -45,7 +47,8 @@ def flavor_of(scope: Scope) -> Flavor:
     path = str(scope.get("path", ""))
     for service, prefix in PREFIXES.items():
         if path == prefix or path.startswith(prefix + "/"):
-            return Flavor(service)
+            # Cinder's error body is nova's
+            return Flavor.COMPUTE if service == "volume" else Flavor(service)
     return Flavor.PLAIN
 
 
@@ -63,6 +66,7 @@ def create_app(runtime: Runtime) -> Starlette:
     from kumo.identity.routes import build_app as identity_app
     from kumo.image.routes import build_app as image_app
     from kumo.network.routes import build_app as network_app
+    from kumo.volume.routes import build_app as volume_app
 
     app = Starlette(
         routes=[
@@ -71,6 +75,7 @@ def create_app(runtime: Runtime) -> Starlette:
             Mount(PREFIXES["image"], app=image_app(runtime)),
             Mount(PREFIXES["compute"], app=compute_app(runtime)),
             Mount(PREFIXES["network"], app=network_app(runtime)),
+            Mount(PREFIXES["volume"], app=volume_app(runtime)),
             Mount("/console", app=console_app(runtime)),
         ],
         middleware=[
@@ -93,4 +98,6 @@ def endpoint(runtime: Runtime, service: str) -> str:
         "image": f"{base}/image",
         "compute": f"{base}/compute/v2.1",
         "network": f"{base}/network",
+        "block-storage": f"{base}/volume/v3",
+        "volumev3": f"{base}/volume/v3",
     }[service]

@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 CHUNK = 1024 * 1024
-SERVICE_TYPES = ("identity", "image", "compute", "network")
+SERVICE_TYPES = ("identity", "image", "compute", "network", "block-storage")
 
 # Read timeouts are generous: the server hashes and fsyncs after the last byte.
 TIMEOUT = httpx.Timeout(connect=10.0, read=300.0, write=300.0, pool=10.0)

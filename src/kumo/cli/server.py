@@ -52,7 +52,8 @@ def shown(server: dict[str, Any]) -> dict[str, Any]:
     record["addresses"] = networks(server)
     flavor = server.get("flavor", {})
     record["flavor"] = flavor.get("original_name") or flavor.get("id")
-    record["image"] = server.get("image", {}).get("id", "")
+    image = server.get("image")  # "" for a server booted from a volume
+    record["image"] = image.get("id", "") if isinstance(image, dict) else ""
     record["properties"] = record.pop("metadata", {})
     record["security_groups"] = ", ".join(g["name"] for g in server.get("security_groups", []))
     return record
@@ -244,7 +245,7 @@ def ssh(
                 f"{found['status']}, or no security group rule allows tcp/22 (openstack "
                 "security group rule create --protocol tcp --dst-port 22 default), or it "
                 "needs a floating IP (openstack server add floating ip)")
-        user = login or _admin_user(cloud, found["image"]["id"])
+        user = login or _admin_user(cloud, found)
     program = shutil.which("ssh")
     if program is None:
         typer.echo("kumo: ssh is not installed; install it with: apt-get install "
@@ -269,9 +270,22 @@ def ssh_endpoint(server: dict[str, Any]) -> str | None:
     return str(endpoint) if endpoint else None
 
 
-def _admin_user(cloud: CloudClient, image_id: str) -> str:
-    """The image's os_admin_user (Glance property), else root as nova's docs assume."""
-    response = cloud.request("image", "GET", f"/v2/images/{image_id}", check=False)
-    if response.status_code == 200:
-        return str(response.json().get("os_admin_user") or "root")
+def _admin_user(cloud: CloudClient, server: dict[str, Any]) -> str:
+    """The image's os_admin_user (Glance property), else root as nova's docs assume.
+
+    A server booted from a volume has no image: its root volume keeps the properties
+    of the image it was made from (Cinder's volume_image_metadata).
+    """
+    image = server.get("image")
+    if isinstance(image, dict) and image.get("id"):
+        response = cloud.request("image", "GET", f"/v2/images/{image['id']}", check=False)
+        if response.status_code == 200:
+            return str(response.json().get("os_admin_user") or "root")
+        return "root"
+    for volume in server.get("os-extended-volumes:volumes_attached", [])[:1]:
+        response = cloud.request("block-storage", "GET", f"/volumes/{volume['id']}",
+                                 check=False)
+        if response.status_code == 200:
+            meta = response.json()["volume"].get("volume_image_metadata") or {}
+            return str(meta.get("os_admin_user") or "root")
     return "root"

@@ -82,6 +82,8 @@ def snapshot_facts(session: Session, server: Server, context: RequestContext,
         min_ram = base.min_ram
     except KumoError:  # the base image may be gone: the snapshot stands on its own
         inherited, min_ram = {}, 0
+    if not server.image_id:  # volume-backed: its root volume keeps its image's properties
+        inherited = compute.volumes.root_image_properties(session, server.id)
     properties = {**inherited, "image_type": "snapshot", "instance_uuid": server.id,
                   "base_image_ref": server.image_id, "user_id": context.user_id,
                   "owner_project_name": context.project_name,
@@ -142,7 +144,7 @@ async def _create_image(request: Request, in_session: Any, compute: ComputeServi
         raise BadRequest("Invalid input for field/attribute metadata: string values required")
 
     image_id = await reserve_image(in_session, compute, context, "createImage", name, extra)
-    compute.submit_snapshot(server_id, context, image_id)
+    compute.submit_snapshot(server_id, context, image_id, name)
     location = f"{runtime_from(request).settings.base_url}/image/v2/images/{image_id}"
     if version_of(request) >= (2, 45):
         return JSONResponse({"image_id": image_id}, status_code=202)

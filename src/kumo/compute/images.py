@@ -46,6 +46,10 @@ class ImagePort(Protocol):
     def backups(self, context: RequestContext, server_id: str, backup_type: str) -> list[str]:
         """Ids of the server's backups of this type, oldest first (createBackup rotation)."""
 
+    def activate_mapped(self, image_id: str, properties: dict[str, str]) -> None:
+        """Make the reserved image active with no data, only these properties (the block
+        device mapping of a volume-backed server's snapshot)."""
+
 
 def _boot_facts(image: Any) -> BootImage:
     properties = image.property_dict() if hasattr(image, "property_dict") else {}
@@ -103,6 +107,11 @@ class GlanceImages:
                         "backup_type") == backup_type and image.status != "deleted":
                     found.append(str(image.id))
             return found
+
+    def activate_mapped(self, image_id: str, properties: dict[str, str]) -> None:
+        from kumo.image import service
+
+        service.activate_without_data(self.runtime, image_id, properties)
 
 
 def check_bootable(image: BootImage, flavor_ram: int, flavor_disk: int) -> None:

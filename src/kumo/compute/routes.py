@@ -29,18 +29,22 @@ from kumo.compute import (
     usage,
     views,
 )
+from kumo.compute import volumes as server_volumes
 from kumo.compute.actions import server_action
+from kumo.compute.block_devices import VolumeReserver
 from kumo.compute.image_proxy import routes as image_routes
 from kumo.compute.microversion import MAX_VERSION, MIN_VERSION, MicroversionMiddleware, text
 from kumo.compute.microversion import version_of as microversion
 from kumo.compute.models import InstanceAction, Server
 from kumo.compute.service import compute_of
+from kumo.compute.volume_attachments import volume_attachment, volume_attachments
 from kumo.console.nova import create_remote_console
 from kumo.errors import BadRequest, NotFound
 from kumo.hypervisor.routes import routes as cache_routes
 from kumo.network import nics
 from kumo.network.models import SecurityGroup
 from kumo.runtime import Runtime
+from kumo.volume.images import VolumeImages
 
 T = TypeVar("T")
 
@@ -218,7 +222,8 @@ async def create_server(request: Request) -> Response:
 
     def work(session: Session, context: RequestContext) -> servers.Created:
         return servers.create_server(session, context, body, mv, compute.images, user_data,
-                                     runtime.settings.quota, runtime.settings.network)
+                                     runtime.settings.quota, runtime.settings.network,
+                                     VolumeReserver(runtime.settings, VolumeImages(runtime)))
 
     created = await in_session(request, work)
     nics.notify(runtime)
@@ -257,8 +262,9 @@ async def list_servers(request: Request) -> Response:
     def work(session: Session, context: RequestContext) -> list[dict[str, Any]]:
         found = servers.list_servers(session, context, query, mv)
         by_server = nics.nics_of(session, [s.id for s in found]) if detail else {}
+        volumes = server_volumes.list_for(session, [s.id for s in found]) if detail else {}
         return [server_view(request, session, context, s, by_server.get(s.id, []),
-                            detail=detail) for s in found]
+                            detail=detail, volumes=volumes.get(s.id, [])) for s in found]
 
     return JSONResponse({"servers": await in_session(request, work)})
 
@@ -270,7 +276,8 @@ async def show_server(request: Request) -> Response:
         server = servers.get_server(session, context, server_id)
         return server_view(request, session, context, server,
                            nics.server_nics(session, server.id), show=True,
-                           server_groups=server_groups.groups_of(session, server.id))
+                           server_groups=server_groups.groups_of(session, server.id),
+                           volumes=server_volumes.list_for(session, [server.id])[server.id])
 
     return JSONResponse({"server": await in_session(request, work)})
 
@@ -283,7 +290,8 @@ async def update_server(request: Request) -> Response:
         server = servers.update_server(session, context, server_id, body, mv)
         return server_view(request, session, context, server,
                            nics.server_nics(session, server.id), show=True, basic=mv < (2, 75),
-                           server_groups=server_groups.groups_of(session, server.id))
+                           server_groups=server_groups.groups_of(session, server.id),
+                           volumes=server_volumes.list_for(session, [server.id])[server.id])
 
     shown = await in_session(request, work)
     _invalidate(request, server_id)
@@ -431,6 +439,10 @@ def build_app(runtime: Runtime) -> Starlette:
               methods=["GET", "PUT", "DELETE"]),
         Route(v + "/servers/{id}/os-instance-actions", instance_actions),
         Route(v + "/servers/{id}/remote-consoles", create_remote_console, methods=["POST"]),
+        Route(v + "/servers/{id}/os-volume_attachments", volume_attachments,
+              methods=["GET", "POST"]),
+        Route(v + "/servers/{id}/os-volume_attachments/{volume_id}", volume_attachment,
+              methods=["GET", "PUT", "DELETE"]),
         Route(v + "/servers/{id}/os-instance-actions/{request_id}", instance_actions),
         *cache_routes(),
         *flavor_extras.routes(v), *server_groups.routes(v), *quota_routes.routes(v),

@@ -27,6 +27,7 @@ from kumo.compute.lifecycle import flavor_of
 from kumo.compute.microversion import version_of
 from kumo.compute.models import ACTIVE, ERROR, STOPPED, Server
 from kumo.compute.service import ComputeService
+from kumo.compute.volumes import is_volume_backed
 from kumo.db.base import utcnow
 from kumo.errors import BadRequest, Forbidden, NotFound
 from kumo.network import nics, secgroups
@@ -122,6 +123,9 @@ async def rebuild(request: Request, in_session: InSession, compute: ComputeServi
 
     def work(session: Session, server: Server) -> tuple[dict[str, Any], bool]:
         servers.check_action(context, server, "rebuild")
+        if is_volume_backed(session, server.id):
+            raise BadRequest("Rebuilding a volume-backed server is not supported (nova needs "
+                             "microversion 2.93 and Cinder's volume reimage for it)")
         image = compute.images.boot_image(session, context,
                                           image_ref.rstrip("/").rsplit("/", 1)[-1])
         check_bootable(image, server.memory_mb, server.root_gb)

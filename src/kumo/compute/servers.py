@@ -19,9 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kumo.api.context import RequestContext
-from kumo.compute import quotas, server_groups
+from kumo.compute import block_devices, quotas, server_groups
+from kumo.compute.block_devices import VolumeReserver
 from kumo.compute.flavor_extras import visible_flavor
-from kumo.compute.images import ImagePort, check_bootable
+from kumo.compute.images import BootImage, ImagePort, check_bootable
 from kumo.compute.keypairs import get_keypair
 from kumo.compute.microversion import Version
 from kumo.compute.models import (
@@ -110,8 +111,13 @@ def new_password(length: int = 12) -> str:
 def create_server(session: Session, context: RequestContext, body: Any, version: Version,
                   images: ImagePort, user_data: bytes | None,
                   quota: QuotaSettings | None = None,
-                  network: NetworkSettings | None = None) -> Created:
-    """POST /servers: BUILD records (the caller then asks the service to spawn them)."""
+                  network: NetworkSettings | None = None,
+                  volumes: VolumeReserver | None = None) -> Created:
+    """POST /servers: BUILD records (the caller then asks the service to spawn them).
+
+    With block device mappings that put a volume at boot_index 0 a server is
+    volume-backed (no image, no local disk); `volumes` makes and reserves its volumes.
+    """
     context.require_writer()
     quota = quota or QuotaSettings()
     spec = body.get("server") if isinstance(body, dict) else None
@@ -122,11 +128,6 @@ def create_server(session: Session, context: RequestContext, body: Any, version:
         raise BadRequest("Invalid input for field/attribute name: 1-255 characters required")
     _refuse_unsupported(spec, version)
     min_count, max_count = _counts(spec)
-    image_ref = spec.get("imageRef")
-    if not image_ref and spec.get("block_device_mapping_v2"):
-        image_ref = spec["block_device_mapping_v2"][0].get("uuid")
-    if not isinstance(image_ref, str) or not image_ref:
-        raise BadRequest("Invalid input: imageRef is required (kumo boots from images only)")
     flavor_ref = spec.get("flavorRef")
     if not isinstance(flavor_ref, str | int) or not str(flavor_ref):
         raise BadRequest("Invalid input: 'flavorRef' is a required property")
@@ -134,8 +135,23 @@ def create_server(session: Session, context: RequestContext, body: Any, version:
         flavor = visible_flavor(session, context, str(flavor_ref).rstrip("/").rsplit("/", 1)[-1])
     except NotFound:
         raise BadRequest(f"Flavor {flavor_ref} could not be found.") from None
-    image = images.boot_image(session, context, image_ref.rstrip("/").rsplit("/", 1)[-1])
-    check_bootable(image, flavor.ram, flavor.disk)
+    devices, image = _boot_source(session, context, spec, version, images)
+    with_volumes = any(d.destination_type == "volume" for d in devices)
+    if with_volumes and volumes is None:
+        raise BadRequest("This cloud has no Block Storage service for volumes")
+    if with_volumes and max_count > 1:
+        raise BadRequest("Volumes can only be attached to one server: create servers with "
+                         "block device mappings one at a time (max_count 1)")
+    if block_devices.is_volume_backed(devices):
+        if image is not None and flavor.ram < image.min_ram:
+            raise BadRequest("Flavor's memory is too small for requested image.")
+        image_id = ""  # nova: a volume-backed server has no image
+    else:
+        if image is None:
+            raise BadRequest("Invalid input: imageRef is required (or a block device mapping "
+                             "with boot_index 0)")
+        check_bootable(image, flavor.ram, flavor.disk)
+        image_id = image.id
     if spec.get("networks") is None and version >= (2, 37):
         raise BadRequest("Invalid input: 'networks' is a required property")
     requested = nics.parse_requested(spec.get("networks"), auto_default=True)
@@ -171,7 +187,7 @@ def create_server(session: Session, context: RequestContext, body: Any, version:
         own_name = name if count == 1 else f"{name}-{index + 1}"
         server = Server(
             name=own_name, hostname=hostname if count == 1 else hostname_from(own_name),
-            project_id=context.project_id, user_id=context.user_id, image_id=image.id,
+            project_id=context.project_id, user_id=context.user_id, image_id=image_id,
             flavor_id=flavor.id, flavor_name=flavor.name, vcpus=flavor.vcpus,
             memory_mb=flavor.ram, root_gb=flavor.disk, ephemeral_gb=flavor.ephemeral,
             swap_mb=flavor.swap, flavor_extra_specs=dict(flavor.extra_specs or {}),
@@ -185,6 +201,8 @@ def create_server(session: Session, context: RequestContext, body: Any, version:
         )
         session.add(server)
         session.flush()
+        if with_volumes and volumes is not None:
+            volumes(session, context, server, devices)
         record_action(session, server, "create", context)
         fault = server_groups.join(session, context, server, hints, quota)
         if fault is None:
@@ -197,6 +215,28 @@ def create_server(session: Session, context: RequestContext, body: Any, version:
             created.faults[server.id] = fault
         created.servers.append(server)
     return created
+
+
+def _boot_source(session: Session, context: RequestContext, spec: dict[str, Any],
+                 version: Version, images: ImagePort,
+                 ) -> tuple[list[block_devices.BlockDevice], BootImage | None]:
+    """The block devices and the image the server boots (None for a volume)."""
+    image_ref = spec.get("imageRef")
+    if image_ref is not None and not isinstance(image_ref, str):
+        raise BadRequest("Invalid input for field/attribute imageRef")
+    image = images.boot_image(session, context, _ref_id(image_ref)) if image_ref else None
+    devices = block_devices.parse(spec, version, image.properties if image else None)
+    root = block_devices.root_of(devices)
+    if root is not None and root.source_type == "image" and root.uuid and \
+            (image is None or image.id != root.uuid):
+        image = images.boot_image(session, context, root.uuid)
+    if root is not None and root.source_type in ("volume", "snapshot", "blank"):
+        image = None
+    return devices, image
+
+
+def _ref_id(ref: str) -> str:
+    return ref.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _counts(spec: dict[str, Any]) -> tuple[int, int]:
@@ -260,23 +300,9 @@ def _refuse_unsupported(spec: dict[str, Any], version: Version) -> None:
         if version >= (2, 57):
             raise BadRequest("Additional properties are not allowed ('personality' was unexpected)")
         raise BadRequest("kumo does not inject files (personality); use user_data instead")
-    if spec.get("block_device_mapping") or not _image_only(spec.get("block_device_mapping_v2")):
-        raise BadRequest("kumo has no volumes: boot from an image (imageRef); the only block "
-                         "device mapping accepted is the image as the local root disk")
     zone = spec.get("availability_zone")
     if zone not in (None, "", "nova"):
         raise BadRequest(f"The requested availability zone is not available: {zone}")
-
-
-def _image_only(mappings: Any) -> bool:
-    """True for no mapping, or just "the image as local root disk" (what OSC always sends)."""
-    if not mappings:
-        return True
-    if not isinstance(mappings, list) or len(mappings) != 1 or not isinstance(mappings[0], dict):
-        return False
-    bdm = mappings[0]
-    return (bdm.get("source_type") == "image" and bdm.get("destination_type", "local") == "local"
-            and str(bdm.get("boot_index", 0)) == "0")
 
 
 def _check_nics_for_count(requested: list[nics.NicRequest] | str, max_count: int) -> None:

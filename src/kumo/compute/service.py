@@ -42,6 +42,7 @@ from kumo.compute.models import (
     Server,
 )
 from kumo.compute.servers import finish_action, record_action, set_fault
+from kumo.compute.volumes import ServerVolumes, is_volume_backed
 from kumo.db.base import utcnow
 from kumo.db.engine import session_scope
 from kumo.errors import KumoError, ServiceUnavailable
@@ -79,6 +80,7 @@ class ComputeService(ServerLifecycle):
         self.source = ServerInstanceSource(runtime)
         self.sync_interval = sync_interval
         self._hypervisor = hypervisor
+        self.volumes = ServerVolumes(runtime)
         self._metadata = metadata
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compute")
         self._locks: dict[str, threading.Lock] = {}
@@ -178,9 +180,28 @@ class ComputeService(ServerLifecycle):
     def submit_delete(self, server_id: str) -> Future[None]:
         return self._submit(server_id, self._delete)
 
-    def submit_snapshot(self, server_id: str, context: RequestContext, image_id: str) -> None:
-        """Snapshot into the reserved image `image_id` in the background."""
-        self._submit(server_id, lambda sid: self._snapshot(sid, context, image_id))
+    def submit_snapshot(self, server_id: str, context: RequestContext, image_id: str,
+                        name: str = "") -> None:
+        """Snapshot into the reserved image `image_id` (named `name`) in the background."""
+        self._submit(server_id, lambda sid: self._snapshot(sid, context, image_id, name=name))
+
+    def submit_attach(self, server_id: str, attachment_id: str) -> Future[None]:
+        return self._submit(server_id, lambda sid: self._volume_job(
+            sid, "attach_volume", lambda: self.volumes.attach(self.hypervisor, sid,
+                                                              attachment_id)))
+
+    def submit_detach(self, server_id: str, attachment_id: str) -> Future[None]:
+        return self._submit(server_id, lambda sid: self._volume_job(
+            sid, "detach_volume", lambda: self.volumes.detach(self.hypervisor, sid,
+                                                              attachment_id)))
+
+    def _volume_job(self, server_id: str, action: str, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except Exception as exc:
+            self._fail(server_id, action, exc, to_error=False)
+            return
+        self._finish(server_id, action)
 
     def submit_forwards(self, server_ids: list[str]) -> None:
         for server_id in server_ids:
@@ -204,12 +225,13 @@ class ComputeService(ServerLifecycle):
                     raise KumoError(f"server {server.id} vanished while building its config drive")
                 build_config_drive(view, drive)
         netns, guest_nics = self._plug(server.id)
+        root_volume, volumes = self.volumes.disks(server.id)
         return GuestSpec(
             server_id=server.id, name=server.name, image_id=server.image_id, vcpus=server.vcpus,
             memory_mb=server.memory_mb, root_gb=server.root_gb, forwards=forwards,
             config_drive=drive, metadata_socket=socket_path if netns is None else None,
             allow_outbound=self.runtime.settings.compute.allow_guest_outbound,
-            nics=guest_nics, netns=netns,
+            nics=guest_nics, netns=netns, root_volume=root_volume, volumes=volumes,
             rescue_image_id=server.image_id if server.vm_state == RESCUED else None,
         )
 
@@ -262,6 +284,8 @@ class ComputeService(ServerLifecycle):
         if server is None or server.task_state == "deleting" or server.vm_state == ERROR:
             return  # deleted meanwhile, or failed at create (no address left: see its fault)
         try:
+            self.volumes.create_boot_volumes(server_id)  # boot from volume: fill them first
+            self.volumes.mark_attached(server_id)
             status = self.hypervisor.spawn(self._spec(server))
         except Exception as exc:
             self._fail(server_id, "create", exc, to_error=True)
@@ -334,6 +358,7 @@ class ComputeService(ServerLifecycle):
         if channels is not None:
             channels.close_channel(server_id)
         shutil.rmtree(self.runtime.settings.instances_path / server_id, ignore_errors=True)
+        self.volumes.release(server_id)  # available again, or deleted (delete_on_termination)
         with session_scope(self.runtime.sessions) as session:
             nics.release_server_ports(session, server_id)
             server = session.get(Server, server_id)
@@ -348,7 +373,13 @@ class ComputeService(ServerLifecycle):
             self._locks.pop(server_id, None)
 
     def _snapshot(self, server_id: str, context: RequestContext, image_id: str,
-                  action: str = "createImage", after: Callable[[], None] | None = None) -> None:
+                  action: str = "createImage", after: Callable[[], None] | None = None,
+                  name: str = "") -> None:
+        with session_scope(self.runtime.sessions) as session:
+            volume_backed = is_volume_backed(session, server_id)
+        if volume_backed:
+            self._snapshot_volumes(server_id, context, image_id, name or image_id, action, after)
+            return
         folder = self.runtime.settings.instances_path / "_snapshots"
         folder.mkdir(parents=True, exist_ok=True)
         dest = folder / f"{image_id}.part"
@@ -376,6 +407,23 @@ class ComputeService(ServerLifecycle):
         """Power the guest off if this host has it (soft delete, shelve)."""
         if self.hypervisor.status(server_id).state is not GuestState.MISSING:
             self.hypervisor.power_off(server_id, graceful=True, timeout=60)
+
+    def _snapshot_volumes(self, server_id: str, context: RequestContext, image_id: str,
+                          name: str, action: str, after: Callable[[], None] | None) -> None:
+        """A volume-backed server: volume snapshots, and an image that maps them."""
+        try:
+            properties = self.volumes.snapshot_volume_backed(self.hypervisor, server_id,
+                                                             context, name)
+            self.images.activate_mapped(image_id, properties)
+            if after is not None:
+                after()
+        except Exception as exc:
+            with contextlib.suppress(KumoError):
+                self.images.abandon_snapshot(context, image_id)
+            self._fail(server_id, action, exc, to_error=False)
+            return
+        self._update(server_id, lambda s: setattr(s, "task_state", None))
+        self._finish(server_id, action)
 
     def _refresh_forwards(self, server_id: str) -> None:
         agent: Any = self.runtime.services.get("network")

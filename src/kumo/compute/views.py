@@ -127,14 +127,16 @@ _EXTENDED_KEYS = {"key_name", "security_groups", "config_drive", "host_status"}
 def server_view(server: Server, base: str, version: Version, context: RequestContext,
                 groups: list[str], *, detail: bool = True, show: bool = False,
                 basic: bool = False, server_groups: list[str] | None = None,
-                nics: Sequence[Nic] = (), user_mode: bool = True) -> dict[str, Any]:
+                nics: Sequence[Nic] = (), user_mode: bool = True,
+                volumes: Sequence[Any] = ()) -> dict[str, Any]:
     """GET /servers/{id} and each entry of /servers/detail (or the brief list form).
 
     `basic`: the shorter view nova answers PUT /servers/{id} and rebuild with before 2.75
     (no extended attributes).
     """
     body = _server_view(server, base, version, context, groups, detail=detail, show=show,
-                        server_groups=server_groups, nics=nics, user_mode=user_mode)
+                        server_groups=server_groups, nics=nics, user_mode=user_mode,
+                        volumes=volumes)
     if basic:
         body = {k: v for k, v in body.items()
                 if not k.startswith(_EXTENDED_PREFIXES) and k not in _EXTENDED_KEYS}
@@ -148,7 +150,7 @@ def server_view(server: Server, base: str, version: Version, context: RequestCon
 def _server_view(server: Server, base: str, version: Version, context: RequestContext,
                  groups: list[str], *, detail: bool, show: bool,
                  server_groups: list[str] | None, nics: Sequence[Nic],
-                 user_mode: bool) -> dict[str, Any]:
+                 user_mode: bool, volumes: Sequence[Any]) -> dict[str, Any]:
     body: dict[str, Any] = {"id": server.id, "name": server.name,
                             "links": links(base, "servers", server.id)}
     if not detail:
@@ -159,7 +161,9 @@ def _server_view(server: Server, base: str, version: Version, context: RequestCo
     body.update({
         "status": status, "tenant_id": server.project_id, "user_id": server.user_id,
         "metadata": shown_metadata(server), "hostId": host_id,
-        "image": {"id": server.image_id, "links": links(base, "images", server.image_id)[1:]},
+        # nova: a server booted from a volume has no image, shown as ""
+        "image": {"id": server.image_id, "links": links(base, "images", server.image_id)[1:]}
+        if server.image_id else "",
         "flavor": _flavor(server, base, version, context),
         "created": iso(server.created_at), "updated": iso(server.updated_at),
         "addresses": addresses(server, nics, user_mode), "accessIPv4": server.access_ipv4 or "",
@@ -172,7 +176,9 @@ def _server_view(server: Server, base: str, version: Version, context: RequestCo
         else None,
         "OS-EXT-STS:task_state": server.task_state, "OS-EXT-STS:vm_state": server.vm_state,
         "OS-EXT-STS:power_state": server.power_state,
-        "os-extended-volumes:volumes_attached": [],
+        "os-extended-volumes:volumes_attached": [
+            {"id": v.volume_id, **({"delete_on_termination": v.delete_on_termination}
+                                   if version >= (2, 3) else {})} for v in volumes],
     })
     if groups:  # nova leaves the key out for a server in no security group
         body["security_groups"] = [{"name": name} for name in groups]

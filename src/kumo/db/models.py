@@ -4,7 +4,8 @@ import importlib
 
 from kumo.db.base import Base
 
-PARTS_WITH_MODELS = ("identity", "image", "image.metadefs", "compute", "network", "console")
+PARTS_WITH_MODELS = ("identity", "image", "image.metadefs", "compute", "network", "console",
+                     "volume")
 
 
 def load_all() -> type[Base]:

@@ -172,5 +172,5 @@ class Hypervisor(Protocol):
     def extend_volume(self, server_id: str, volume_id: str, size: int) -> None:
         """Tell the running guest's QEMU the volume now has `size` bytes."""
 
-    def paused(self, server_id: str) -> AbstractContextManager[None]:
+    def quiesced(self, server_id: str) -> AbstractContextManager[None]:
         """Hold a running guest still (I/O drained and flushed) for a consistent copy."""

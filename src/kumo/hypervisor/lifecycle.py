@@ -204,6 +204,9 @@ class GuestLifecycle:
 
         with self._lock(spec.server_id):
             folder = self.folder(spec.server_id)
+            if spec.root_volume is not None:  # volume-backed: only vCPUs and RAM change
+                self._shut_down(spec.server_id)
+                return self._boot(spec) if start else self._stopped(spec.server_id)
             disk = folder / qemu.DISK
             if not disk.exists():
                 raise NotFound(f"server {spec.server_id} has no disk on this host")
@@ -223,9 +226,12 @@ class GuestLifecycle:
             except ToolError as exc:
                 raise self._storage_error(exc) from None
             if not start:
-                (folder / "shutoff").touch()
-                return self.status(spec.server_id)
+                return self._stopped(spec.server_id)
             return self._boot(spec)
+
+    def _stopped(self, server_id: str) -> GuestStatus:
+        (self.folder(server_id) / "shutoff").touch()
+        return self.status(server_id)
 
     def confirm_resize(self, server_id: str) -> None:
         """Drop the disk kept for a revert."""
@@ -237,10 +243,11 @@ class GuestLifecycle:
         with self._lock(spec.server_id):
             folder = self.folder(spec.server_id)
             backup = folder / RESIZE_BACKUP
-            if not backup.exists():
+            if spec.root_volume is None and not backup.exists():
                 raise NotFound(f"server {spec.server_id} has no disk from before its resize")
             self._shut_down(spec.server_id, graceful=False)
-            os.replace(backup, folder / qemu.DISK)
+            if spec.root_volume is None:
+                os.replace(backup, folder / qemu.DISK)
             if not start:
                 (folder / "shutoff").touch()
                 return self.status(spec.server_id)

@@ -543,7 +543,7 @@ class LocalHypervisor(GuestLifecycle):
                 blockdev.resize(monitor, volume_id, size)
 
     @contextlib.contextmanager
-    def paused(self, server_id: str) -> Iterator[None]:
+    def quiesced(self, server_id: str) -> Iterator[None]:
         """Hold a running guest still (QMP `stop` drains and flushes its I/O)."""
         with self._lock(server_id):
             monitor = self._monitor_of_running(server_id)

@@ -233,7 +233,7 @@ def _disks(spec: GuestSpec, disk_format: str, rescue_format: str,
     if spec.root_volume is not None:  # boot from volume: on pcie.0, never unplugged
         return args + blockdev.command_line(spec.root_volume, bus="pcie.0", bootindex=index)
     root = f"file={DISK},if=none,id=root,format={disk_format},cache=writeback,discard=unmap"
-    return args + ["-drive", root, "-device", f"virtio-blk-pci,drive=root,bootindex={index}"]
+    return [*args, "-drive", root, "-device", f"virtio-blk-pci,drive=root,bootindex={index}"]
 
 
 @dataclass

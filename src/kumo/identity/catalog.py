@@ -26,6 +26,10 @@ SERVICES = (
     ("image", "glance"),
     ("compute", "nova"),
     ("network", "neutron"),
+    # Block Storage: the SDK and OSC look for `block-storage` (its official type);
+    # older clients and tempest for `volumev3`. devstack lists both.
+    ("block-storage", "cinder"),
+    ("volumev3", "cinderv3"),
 )
 INTERFACES = ("public", "internal", "admin")
 

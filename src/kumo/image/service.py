@@ -414,7 +414,9 @@ def get_image_for_boot(session: Session, context: RequestContext | None, image_i
     image = _load(session, image_id)
     if context is not None:
         access.check_read(context, image)
-    if image.status != ACTIVE or image.location is None:
+    # A volume-backed server's snapshot has no data, only block device mappings.
+    mapped = any(p.name == "block_device_mapping" for p in image.properties)
+    if image.status != ACTIVE or (image.location is None and not mapped):
         raise BadRequest(f"Image {image_id} is not active (status: {image.status})")
     return image
 
@@ -460,6 +462,22 @@ def create_image_from_file(
         raise
     with session_scope(runtime.sessions) as session:
         return ImageView(image_view(_load(session, image_id)))
+
+
+def activate_without_data(runtime: Runtime, image_id: str,
+                          properties: Mapping[str, str]) -> None:
+    """queued -> active with no data: nova's snapshot of a volume-backed server, whose
+    disks are volume snapshots named in `block_device_mapping` (Glance: size 0)."""
+    import hashlib
+
+    set_image_properties(runtime, image_id, properties)
+    with session_scope(runtime.sessions) as session:
+        image = _load(session, image_id)
+        lifecycle.check_transition(image.status, ACTIVE)
+        image.status, image.size, image.virtual_size = ACTIVE, 0, None
+        image.checksum = hashlib.md5(b"", usedforsecurity=False).hexdigest()
+        image.os_hash_algo, image.os_hash_value = "sha512", hashlib.sha512(b"").hexdigest()
+        image.updated_at = utcnow()
 
 
 def set_image_properties(

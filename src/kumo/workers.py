@@ -1,0 +1,56 @@
+"""Background work on a small thread pool, one job at a time per key (a volume, a task).
+
+A job's exception is logged, never lost; `wait_idle()` lets tests and shutdown wait
+for everything submitted so far.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+log = logging.getLogger("kumo.workers")
+
+
+class KeyedWorkers:
+    def __init__(self, name: str, workers: int) -> None:
+        self.name = name
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._pending: set[Future[None]] = set()
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def submit(self, key: str, job: Callable[[str], None]) -> Future[None]:
+        """Run `job(key)` after any earlier job on the same key."""
+        def run() -> None:
+            with self._lock(key):
+                try:
+                    job(key)
+                except Exception:
+                    log.exception("%s job on %s failed", self.name, key)
+
+        future = self._pool.submit(run)
+        with self._guard:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: Future[None]) -> None:
+        with self._guard:
+            self._pending.discard(future)
+
+    def wait_idle(self, timeout: float = 120) -> None:
+        """Block until every job submitted so far has finished."""
+        with self._guard:
+            pending = list(self._pending)
+        for future in pending:
+            future.result(timeout=timeout)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
