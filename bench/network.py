@@ -173,6 +173,7 @@ def lease(fd: int, mac: str, timeout: float = 30.0) -> str:
 @contextlib.contextmanager
 def kumo_guests(work: Path, image: Path, key: Path) -> Iterator[dict[str, Any]]:
     import openstack
+    from openstack.config import loader
 
     from kumo.conformance.process import start_kumo, stop_kumo
     from kumo.network.uplink import unused_cidr
@@ -182,9 +183,10 @@ def kumo_guests(work: Path, image: Path, key: Path) -> Iterator[dict[str, Any]]:
     (data / "kumo.conf").write_text(
         f"[network]\ndriver = bridge\nexternal_cidr = {unused_cidr()}\npackage_proxy = false\n")
     kumo = start_kumo(data, ("--no-user-config",), network="bridge")
-    conn = openstack.connect(cloud="kumo", config_files=[str(kumo.clouds_yaml)])
     servers: list[Any] = []
     try:
+        region = loader.OpenStackConfig(config_files=[str(kumo.clouds_yaml)]).get_one("kumo")
+        conn = openstack.connection.Connection(config=region)
         with image.open("rb") as data_file:
             img = conn.image.create_image(name="tiny", disk_format="qcow2",
                                           container_format="bare", data=data_file,
@@ -283,10 +285,12 @@ def lease_latency(env: dict[str, Any]) -> float:
 def plain_guests(work: Path, image: Path, key: Path) -> Iterator[dict[str, Any]]:
     from kumo.diskformat import qemuimg
     from kumo.hypervisor.accel import AccelChooser
+    from kumo.hypervisor.qemu import VHOST_NET
     from kumo.metadata.configdrive import build_config_drive
     from kumo.metadata.instance import InstanceView, PublicKey
 
     ns = f"kbench-{uuid.uuid4().hex[:6]}"
+    vhost = "on" if os.path.exists(VHOST_NET) else "off"  # as kumo's own guests get it
     accel = AccelChooser("auto", work / "accel.json").choose().qemu_args()
     procs: list[subprocess.Popen[bytes]] = []
     run("ip", "netns", "add", ns)
@@ -296,6 +300,7 @@ def plain_guests(work: Path, image: Path, key: Path) -> Iterator[dict[str, Any]]
         run(*x, "ip", "link", "add", "br0", "mtu", "1450", "type", "bridge")
         run(*x, "ip", "addr", "add", "10.98.0.1/24", "dev", "br0")
         run(*x, "ip", "link", "set", "br0", "up")
+        work.chmod(0o755)  # dnsmasq reads its hosts file as nobody (mkdtemp makes 0700)
         hosts = work / "plain-hosts"
         guests = {}
         lines = []
@@ -310,7 +315,9 @@ def plain_guests(work: Path, image: Path, key: Path) -> Iterator[dict[str, Any]]
             [*x, "dnsmasq", "--keep-in-foreground", "--conf-file=", "--bind-interfaces",
              "--interface=br0", "--except-interface=lo", "--port=0",
              "--dhcp-range=10.98.0.0,static,255.255.255.0", f"--dhcp-hostsfile={hosts}",
-             "--dhcp-option-force=26,1450", "--dhcp-option=3", "--pid-file="],
+             "--dhcp-option-force=26,1450", "--dhcp-option=3", "--pid-file=",
+             f"--dhcp-leasefile={work / 'plain-leases'}", "--log-dhcp",
+             f"--log-facility={work / 'plain-dnsmasq.log'}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for name, (mac, _address, index) in guests.items():
             disk = work / f"{name}.qcow2"
@@ -325,12 +332,21 @@ def plain_guests(work: Path, image: Path, key: Path) -> Iterator[dict[str, Any]]
                  "-drive", f"file={disk},if=virtio,format=qcow2",
                  "-drive", f"file={drive},if=none,id=cd,media=cdrom,readonly=on,format=raw",
                  "-device", "ide-cd,drive=cd,bus=ide.1",
-                 "-netdev", f"tap,id=n0,ifname=tap{index},script=no,downscript=no,vhost=on",
+                 "-netdev", f"tap,id=n0,ifname=tap{index},script=no,downscript=no,"
+                            f"vhost={vhost}",
                  "-device", f"virtio-net-pci,netdev=n0,mac={mac},host_mtu=1450",
                  "-device", "virtio-rng-pci"], stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for _mac, address, _index in guests.values():
-            wait_ssh(key, address, x)
+        for name, (_mac, address, _index) in guests.items():
+            try:
+                wait_ssh(key, address, x)
+            except SystemExit:
+                log = (work / f"{name}.log").read_text(errors="replace") if (
+                    work / f"{name}.log").exists() else "(no console log)"
+                dhcp = work / "plain-dnsmasq.log"
+                raise SystemExit(f"{name}: no SSH to {address}; its console:\n{log[-3000:]}\n"
+                                 f"dnsmasq: {dhcp.read_text()[-3000:] if dhcp.exists() else '-'}"
+                                 ) from None
         yield {"prefix": x, "addresses": {n: g[1] for n, g in guests.items()}}
     finally:
         for proc in procs:
