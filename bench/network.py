@@ -358,7 +358,7 @@ def plain_guests(work: Path, image: Path, key: Path) -> Iterator[dict[str, Any]]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--megabytes", type=int, default=64)
+    parser.add_argument("--megabytes", type=int, default=512)
     parser.add_argument("--image", type=Path, help="a tiny qcow2 (default: the cached one)")
     options = parser.parse_args()
     if os.geteuid() != 0:

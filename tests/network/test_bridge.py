@@ -217,6 +217,21 @@ def test_removing_a_rule_cuts_its_open_connection(world: tuple[World, Guests, Po
     assert "ESTABLISHED" not in conntrack
 
 
+def test_a_stateless_group_lets_no_reply_pass_without_a_rule(world: tuple[World, Guests, Ports]
+                                                             ) -> None:
+    w, g, _ = world
+    group = w.topology.groups[0]
+    listen(g["g2"], 8080)
+    serve_8080 = rule("ingress", protocol=6, low=8080, high=8080)
+    w.apply(groups=(replace(group, stateful=False, rules=(EGRESS_ALL, serve_8080)),))
+    assert not g["g1"].tcp("10.61.0.12", 8080)  # g2's answer is not allowed back into g1
+    any_tcp_in = rule("ingress", protocol=6)
+    w.apply(groups=(replace(group, stateful=False, rules=(EGRESS_ALL, serve_8080, any_tcp_in)),))
+    assert g["g1"].tcp("10.61.0.12", 8080)
+    w.apply(groups=(replace(group, stateful=True, rules=(EGRESS_ALL, serve_8080)),))
+    assert g["g1"].tcp("10.61.0.12", 8080)  # stateful: conntrack lets the answer in
+
+
 def test_spoofed_source_is_dropped(world: tuple[World, Guests, Ports]) -> None:
     w, g, _ = world
     group = w.topology.groups[0].id

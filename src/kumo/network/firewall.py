@@ -189,6 +189,8 @@ def _inet_table(topology: Topology, ports: list[PortPlan], context: Context
     for group_id in remote_groups:
         members = list(groups[group_id].members) if group_id in groups else []
         lines += _set_block(f"g-{chain_id(group_id)}", "ipv4_addr", members)
+    stateless = sorted({ip for p in ports if _stateless(p, groups) for ip in p.addresses})
+    lines += _set_block("stateless", "ipv4_addr", stateless)
     egress_map = [f"{ip} : jump e-{chain_id(p.id)}" for p in ports for ip in p.addresses]
     ingress_map = [f"{ip} : jump i-{chain_id(p.id)}" for p in ports for ip in p.addresses]
     lines += _map_block("egress", "ipv4_addr : verdict", egress_map)
@@ -196,8 +198,11 @@ def _inet_table(topology: Topology, ports: list[PortPlan], context: Context
     lines += [
         "  chain forward {",
         "    type filter hook forward priority filter; policy drop;",
-        "    ct state established,related accept",
-        "    ct state invalid drop",
+        # replies pass on conntrack's word, unless a stateless port is at either end:
+        # its chain then judges every packet (the port's stateful peer still accepts
+        # replies in its own chain)
+        "    ip saddr != @stateless ip daddr != @stateless ct state established,related accept",
+        "    ip saddr != @stateless ip daddr != @stateless ct state invalid drop",
         "    iifname . oifname @links goto admit",
         "    ct status dnat goto admit",
         "    iifname . oifname @outbound goto admit",
@@ -234,6 +239,9 @@ def _inet_table(topology: Topology, ports: list[PortPlan], context: Context
     grants: dict[str, frozenset[str]] = {}
     for port in ports:
         egress, ingress = _port_rules(port, groups)
+        if not _stateless(port, groups):
+            egress.insert(0, "ct state established,related accept")
+            ingress.insert(0, "ct state established,related accept")
         cid = chain_id(port.id)
         lines += [f"  chain e-{cid} {{", *(f"    {r}" for r in egress), "    drop", "  }"]
         lines += [f"  chain i-{cid} {{", *(f"    {r}" for r in ingress), "    drop", "  }"]
@@ -291,6 +299,13 @@ def _service_addresses(topology: Topology) -> list[tuple[str, str]]:
             if attached is not None:
                 found |= {(attached.bridge, ip) for ip in addresses}
     return sorted(found)
+
+
+def _stateless(port: PortPlan, groups: dict[str, GroupPlan]) -> bool:
+    """A port whose groups are all `stateful: false` (Neutron lets no port mix the two):
+    no reply passes unless a rule of the port allows it."""
+    mine = [groups[g] for g in port.security_groups if g in groups]
+    return bool(mine) and not any(g.stateful for g in mine)
 
 
 def _port_rules(port: PortPlan, groups: dict[str, GroupPlan]) -> tuple[list[str], list[str]]:
