@@ -90,9 +90,15 @@ def test_security_groups_and_port_security(admin: Neutron) -> None:
     assert bare["security_groups"] == []
     unknown = admin.error("POST", "ports", port_body(net["id"], security_groups=["nope"]), 404)
     assert unknown["type"] == "SecurityGroupNotFound"
+    stateless = admin.post("security-groups", name="bare", stateful=False)
+    mixed = admin.error("POST", "ports", port_body(
+        net["id"], security_groups=[web["id"], stateless["id"]]), 409)
+    assert mixed["type"] == "SecurityGroupConflict"
+    assert "both stateful and stateless" in mixed["message"]
     for made in (port, bare):
         admin.call("DELETE", f"ports/{made['id']}", expect=204)
-    admin.call("DELETE", f"security-groups/{web['id']}", expect=204)
+    for group in (web, stateless):
+        admin.call("DELETE", f"security-groups/{group['id']}", expect=204)
     admin.call("DELETE", f"networks/{net['id']}", expect=204)
 
 

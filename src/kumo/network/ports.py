@@ -160,8 +160,13 @@ def set_groups(session: Session, context: RequestContext, port: Port,
     if requested and not (port.port_security_enabled and has_ip):
         raise InvalidInput("Port security must be enabled and port must have an IP address in "
                            "order to use security groups")
-    for group_id in dict.fromkeys(requested):
-        group = secgroups.get_group(session, context, str(group_id))
+    groups = [secgroups.get_group(session, context, str(group_id))
+              for group_id in dict.fromkeys(requested)]
+    if len({group.stateful for group in groups}) > 1:
+        raise conflict("SecurityGroupConflict", "Error Cannot apply both stateful and stateless "
+                       "security groups on the same port at the same time while attempting "
+                       "the operation.")
+    for group in groups:
         session.add(PortSecurityGroup(port_id=port.id, security_group_id=group.id))
     session.flush()
 
