@@ -149,6 +149,16 @@ def test_ips_password_and_the_servers_groups(api: TestClient, admin_headers: dic
     one = api.get(f"{V}/servers/{sid}/ips/{network}", headers=admin_headers).json()
     assert one == {network: entries}
     assert api.get(f"{V}/servers/{sid}/ips/nowhere", headers=admin_headers).status_code == 404
+    [nic] = api.get(f"{V}/servers/{sid}/os-interface",
+                    headers=admin_headers).json()["interfaceAttachments"]
+    port = api.get(f"/network/v2.0/ports/{nic['port_id']}", headers=admin_headers).json()["port"]
+    assert (nic["net_id"], nic["mac_addr"], nic["port_state"]) == (
+        port["network_id"], port["mac_address"], port["status"])
+    assert nic["fixed_ips"] == port["fixed_ips"]
+    assert api.get(f"{V}/servers/{sid}/os-interface/{port['id']}",
+                   headers=admin_headers).json() == {"interfaceAttachment": nic}
+    assert api.get(f"{V}/servers/{sid}/os-interface/{sid}",
+                   headers=admin_headers).status_code == 404
     assert api.get(f"{V}/servers/{sid}/os-server-password",
                    headers=admin_headers).json() == {"password": ""}
     groups = api.get(f"{V}/servers/{sid}/os-security-groups", headers=admin_headers).json()

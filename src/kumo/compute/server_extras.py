@@ -1,4 +1,5 @@
-"""Small per-server compute routes: addresses (`/ips`), the server password, tags, the
+"""Small per-server compute routes: addresses (`/ips`), the server's ports
+(`/os-interface`, read only), the server password, tags, the
 server's security groups, and nova's security group proxy (`/os-security-groups`, below 2.36)
 over Neutron's groups in `kumo.network.secgroups`.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,8 +20,8 @@ from kumo.api.parts import in_session
 from kumo.compute import servers, views
 from kumo.compute.microversion import version_of
 from kumo.errors import BadRequest, NotFound
-from kumo.network import secgroups
-from kumo.network.models import SecurityGroup, SecurityGroupRule
+from kumo.network import nics, secgroups
+from kumo.network.models import Port, SecurityGroup, SecurityGroupRule
 
 
 async def server_ips(request: Request) -> Response:
@@ -33,6 +35,34 @@ async def server_ips(request: Request) -> Response:
     if network not in shown:
         raise NotFound("Instance is not a member of specified network")
     return JSONResponse({network: shown[network]})
+
+
+def _interfaces(session: Session, server_id: str) -> list[dict[str, Any]]:
+    found = nics.server_nics(session, server_id)
+    states = {port.id: port.status for port in session.scalars(
+        select(Port).where(Port.id.in_([n.port_id for n in found])))}
+    return [{"port_state": states.get(n.port_id, "DOWN"), "port_id": n.port_id,
+             "net_id": n.network_id, "mac_addr": n.mac,
+             "fixed_ips": [{"subnet_id": f.subnet_id, "ip_address": f.ip_address}
+                           for f in n.fixed_ips]} for n in found]
+
+
+async def server_interfaces(request: Request) -> Response:
+    """Nova's `os-interface` list and show: the server's Neutron ports (attaching and
+    detaching ports to a running server is not in kumo)."""
+    server_id, port_id = request.path_params["id"], request.path_params.get("port_id")
+
+    def read(session: Session, context: RequestContext) -> list[dict[str, Any]]:
+        servers.get_server(session, context, server_id)
+        return _interfaces(session, server_id)
+
+    found = await in_session(request, read)
+    if port_id is None:
+        return JSONResponse({"interfaceAttachments": found})
+    for attachment in found:
+        if attachment["port_id"] == port_id:
+            return JSONResponse({"interfaceAttachment": attachment})
+    raise NotFound(f"Port {port_id} is not attached")
 
 
 async def server_password(request: Request) -> Response:
@@ -169,6 +199,8 @@ def routes(prefix: str) -> list[Route]:
     s = prefix + "/servers/{id}"
     return [
         Route(s + "/ips", server_ips), Route(s + "/ips/{network}", server_ips),
+        Route(s + "/os-interface", server_interfaces),
+        Route(s + "/os-interface/{port_id}", server_interfaces),
         Route(s + "/os-server-password", server_password, methods=["GET", "DELETE"]),
         Route(s + "/os-security-groups", server_groups_of),
         Route(s + "/tags", server_tags, methods=["GET", "PUT", "DELETE"]),
