@@ -64,6 +64,13 @@ class Admin:
             "id": flavor_id, "name": name, "ram": ram, "vcpus": 1, "disk": 1}})
         response.raise_for_status()
 
+    def public_network_id(self) -> str:
+        response = self.client.get("/network/v2.0/networks",
+                                   params={"name": "public", "router:external": "true"})
+        response.raise_for_status()
+        [network] = response.json()["networks"]
+        return str(network["id"])
+
     def server_ids(self) -> list[str]:
         response = self.client.get("/compute/v2.1/servers", params={"all_tenants": "1"})
         response.raise_for_status()
@@ -80,9 +87,10 @@ class Admin:
 
 
 @contextmanager
-def running_kumo(workdir: Path, say: Say) -> Iterator[KumoProcess]:
-    say("starting kumo up")
-    kumo = start_kumo(workdir / "kumo-data", ("--no-user-config", "--host", "127.0.0.1"))
+def running_kumo(workdir: Path, say: Say, *, network: str = "user") -> Iterator[KumoProcess]:
+    say(f"starting kumo up ({network} networking)")
+    kumo = start_kumo(workdir / "kumo-data", ("--no-user-config", "--host", "127.0.0.1"),
+                      network=network)
     try:
         yield kumo
     finally:
@@ -96,8 +104,10 @@ def running_kumo(workdir: Path, say: Say) -> Iterator[KumoProcess]:
         say(f"kumo stopped (its log: {kumo.log})")
 
 
-def prepare_cloud(kumo: KumoProcess, image_file: Path, say: Say) -> tempest_conf.CloudFacts:
-    """Upload the tiny image twice and add two small flavors, as devstack does for tempest."""
+def prepare_cloud(kumo: KumoProcess, image_file: Path, say: Say, *,
+                  validation: bool = False) -> tempest_conf.CloudFacts:
+    """Upload the tiny image twice and add two small flavors, as devstack does for tempest;
+    with `validation`, tempest reaches the servers it boots over floating IPs."""
     admin = Admin(kumo)
     say("uploading the tiny image")
     image_ref = admin.upload_image("cirros-tiny", image_file)
@@ -107,7 +117,8 @@ def prepare_cloud(kumo: KumoProcess, image_file: Path, say: Say) -> tempest_conf
     return tempest_conf.CloudFacts(
         url=kumo.url, admin_password=kumo.password, image_ref=image_ref,
         image_ref_alt=image_ref_alt, flavor_ref=FLAVORS[0][0], flavor_ref_alt=FLAVORS[1][0],
-        image_file=str(image_file))
+        image_file=str(image_file), run_validation=validation,
+        public_network_id=admin.public_network_id() if validation else "")
 
 
 def run_tempest(tempest: Tempest, workspace: Path, facts: tempest_conf.CloudFacts,

@@ -27,7 +27,8 @@ class CloudFacts:
     flavor_ref_alt: str
     image_file: str  # the tiny image on disk (scenario tests upload it)
     region: str = "RegionOne"
-    run_validation: bool = False
+    run_validation: bool = False  # SSH into servers over floating IPs (the bridge driver)
+    public_network_id: str = ""  # the external network (`public`), for routers and FIPs
     log_file: str = "tempest.log"
 
 
@@ -53,7 +54,9 @@ def _sections(facts: CloudFacts) -> dict[str, dict[str, object]]:
         "DEFAULT": {"log_file": facts.log_file, "use_stderr": False, "debug": True},
         "auth": {
             "use_dynamic_credentials": True,
-            "create_isolated_networks": False,  # kumo's networks issue (#8) turns this on
+            # a network, subnet and router per test class's project, when guests are
+            # reached over floating IPs (validation)
+            "create_isolated_networks": facts.run_validation,
             "admin_username": "admin",
             "admin_password": facts.admin_password,
             "admin_project_name": "admin",
@@ -136,18 +139,23 @@ def _sections(facts: CloudFacts) -> dict[str, dict[str, object]]:
             "region": facts.region,
             "endpoint_type": "public",
             "project_networks_reachable": False,
-            "shared_physical_network": True,
+            "shared_physical_network": not facts.run_validation,
+            **({"public_network_id": facts.public_network_id,
+                "floating_network_name": "public"} if facts.public_network_id else {}),
         },
         "network-feature-enabled": {
             "ipv6": False,
-            "floating_ips": False,
+            "floating_ips": bool(facts.public_network_id),
             "api_extensions": "all",
         },
         "validation": {
             "run_validation": facts.run_validation,
-            "image_ssh_user": "cirros",
+            "image_ssh_user": "tiny",  # the tiny image's user (os_admin_user)
             "connect_method": "floating",
             "auth_method": "keypair",
+            "ip_version_for_ssh": 4,
+            "ssh_timeout": 420,  # software emulation on a shared machine
+            "ping_timeout": 240,
         },
         "service_available": {
             "nova": True,
