@@ -1,6 +1,7 @@
 """A throw-away PostgreSQL cluster for tests and benchmarks (Debian's postgresql-15).
 
-`PostgresCluster` runs `initdb` and `pg_ctl` into a fresh temp folder and listens on a
+`PostgresCluster` runs `initdb` and `postgres` (as a child that dies with the test run)
+into a fresh temp folder and listens on a
 unix socket in that folder only (no TCP port, so nothing collides with other users of
 the machine, and agents in other network namespaces reach it through the file system).
 PostgreSQL refuses to run as root: under root the cluster runs as the `postgres` user
@@ -25,16 +26,20 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.children import die_with_parent
+
 SERVER_SETTINGS = {
-    "listen_addresses": "''",
+    "listen_addresses": "",
     "fsync": "off",
     "synchronous_commit": "off",
     "full_page_writes": "off",
@@ -68,6 +73,7 @@ class PostgresCluster:
             entry = pwd.getpwnam(self.user)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
         self.running = False
+        self.server: subprocess.Popen[bytes] | None = None
 
     def _run(self, *args: str) -> None:
         result = subprocess.run([str(self.bin / args[0]), *args[1:]], user=self.user,
@@ -79,17 +85,37 @@ class PostgresCluster:
     def start(self) -> PostgresCluster:
         self._run("initdb", "-D", str(self.data), "-U", "kumo", "--auth=trust",
                   "-E", "UTF8", "--locale=C", "--no-sync")
-        options = " ".join(f"-c {k}={v}" for k, v in SERVER_SETTINGS.items())
-        self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data), "-l",
-                  str(self.log), "-o", f"-k {self.root} {options}")
+        options = [f"-c{k}={v}" for k, v in SERVER_SETTINGS.items()]
+        # The postmaster is our child (not pg_ctl's daemon): it dies with this process.
+        self.server = subprocess.Popen(
+            [str(self.bin / "postgres"), "-D", str(self.data), "-k", str(self.root), *options],
+            user=self.user, cwd=self.root, stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         self.running = True
-        return self
+        deadline = time.monotonic() + 60
+        while True:
+            if self.server.poll() is not None:
+                self.running = False
+                raise RuntimeError(f"postgres exited: {self.log.read_text()[-2000:]}")
+            ready = subprocess.run([str(self.bin / "pg_isready"), "-q", "-h", str(self.root),
+                                    "-U", "kumo", "-d", "postgres"], check=False)
+            if ready.returncode == 0:
+                return self
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("postgres did not accept connections in 60 s")
+            time.sleep(0.1)
 
     def stop(self) -> None:
         """Stop the server (immediately: nothing in it is worth a checkpoint) and forget it."""
-        if self.running:
-            with contextlib.suppress(RuntimeError):
-                self._run("pg_ctl", "stop", "-D", str(self.data), "-m", "immediate", "-w")
+        if self.running and self.server is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.server.send_signal(signal.SIGQUIT)  # immediate shutdown
+            try:
+                self.server.wait(30)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+                self.server.wait()
             self.running = False
         shutil.rmtree(self.root, ignore_errors=True)
 

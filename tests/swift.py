@@ -29,6 +29,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.children import die_with_parent
+
 USER, KEY = "test:tester", "testing"
 PACKAGES = "swift swift-proxy swift-account swift-container swift-object memcached"
 
@@ -125,9 +127,19 @@ class SwiftCluster:
         log = (self.root / f"{name}.log").open("wb")
         self.processes.append(subprocess.Popen(
             [*self._prefix(), *argv], stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True))
+            start_new_session=True, preexec_fn=die_with_parent))
 
     def start(self) -> SwiftCluster:
+        self.launch()
+        try:
+            self.wait()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def launch(self) -> None:
+        """Configure and start the processes; `wait()` for them to answer."""
         try:
             self._configure()
             self._spawn("memcached", ["memcached", "-l", self.ip, "-p",
@@ -136,11 +148,9 @@ class SwiftCluster:
             for kind in ("account", "container", "object"):
                 self._spawn(kind, [f"swift-{kind}-server", str(self.etc / f"{kind}.conf")])
             self._spawn("proxy", ["swift-proxy-server", str(self.etc / "proxy.conf")])
-            self._wait()
         except BaseException:
             self.stop()
             raise
-        return self
 
     def _configure(self) -> None:
         self.etc.mkdir()
@@ -164,7 +174,7 @@ class SwiftCluster:
             port=self.ports["proxy"], key=KEY, memcached=self.ports["memcached"],
             filters=_FILTERS, **common))
 
-    def _wait(self, timeout: float = 60) -> None:
+    def wait(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for process in self.processes:

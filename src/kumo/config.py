@@ -156,6 +156,22 @@ class IdentitySettings:
 
 
 @dataclass
+class AgentSettings:
+    """A compute host's own options (`kumo agent`, and `kumo up` on PostgreSQL)."""
+
+    host: str = ""  # nova's `host`: this compute host's name (default: the hostname)
+    listen: str = "0.0.0.0:8775"  # where the agent answers the API's calls to it
+    my_ip: str = ""  # nova's `my_ip`: this host's address for other hosts (default: guessed)
+    default_availability_zone: str = "nova"
+    cpu_allocation_ratio: float = 4.0  # nova's initial_cpu_allocation_ratio
+    ram_allocation_ratio: float = 1.0
+    disk_allocation_ratio: float = 1.0
+    reserved_host_memory_mb: int = 512
+    report_interval: int = 10  # seconds between heartbeats
+    service_down_time: int = 60  # a host not heard from this long is down
+
+
+@dataclass
 class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     host: str = "127.0.0.1"
@@ -173,6 +189,7 @@ class Settings:
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     volume: VolumeSettings = field(default_factory=VolumeSettings)
+    agent: AgentSettings = field(default_factory=AgentSettings)
 
     @property
     def db_url(self) -> str:
@@ -220,7 +237,11 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "compute.reclaim_instance_interval",
         "compute.shelved_offload_time",
         *(f"volume.{name}" for name in VolumeSettings.__dataclass_fields__),
+        # nova's names for a compute host, in nova's section
+        *(f"agent.{name}" for name in AgentSettings.__dataclass_fields__
+          if name not in ("host", "listen")),
     ),
+    "agent": ("agent.host", "agent.listen"),
     "glance_store": tuple(f"store.{name}" for name in StoreSettings.__dataclass_fields__),
     "libvirt": ("compute.virt_type", "compute.num_pcie_ports",
                 "compute.device_detach_timeout", "compute.device_detach_attempts"),
@@ -340,6 +361,10 @@ def _check(settings: Settings, path: Path) -> None:
         raise ConfigError(f"{path}: [metadata] mtu: {settings.metadata.mtu} is not in 576..9000")
     _check_network(settings.network, path)
     _check_store(settings.store, path)
+    for name in ("cpu_allocation_ratio", "ram_allocation_ratio", "disk_allocation_ratio",
+                 "report_interval", "service_down_time"):
+        if getattr(settings.agent, name) <= 0:
+            raise ConfigError(f"{path}: [DEFAULT] {name}: must be above 0")
     for name in ("manager_interval", "remove_unused_original_minimum_age_seconds",
                  "remove_unused_resized_minimum_age_seconds"):
         value = getattr(settings.image_cache, name)

@@ -48,7 +48,9 @@ def build_runtime(settings: Settings) -> Runtime:
     engine = make_engine(settings.db_url)
     with held(engine, STARTUP_LOCK):  # two processes starting at once migrate once
         upgrade(engine)
-    sessions = sessionmaker(engine, expire_on_commit=False)
+    # Handlers that judge a host's heartbeat read service_down_time from their session.
+    sessions = sessionmaker(engine, expire_on_commit=False,
+                            info={"service_down_time": settings.agent.service_down_time})
     return Runtime(
         settings=settings,
         engine=engine,

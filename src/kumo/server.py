@@ -131,29 +131,50 @@ def write_clouds_yaml(path: Path, entry: dict[str, Any]) -> None:
     write_private(path, yaml.safe_dump(document, sort_keys=False))
 
 
-def prepare(settings: Settings) -> tuple[Runtime, str]:
-    """Build the runtime, recover from a crash, make sure the admin exists."""
+def prepare(settings: Settings, role: str = "up") -> tuple[Runtime, str]:
+    """Build the runtime, recover from a crash, make sure the admin exists.
+
+    `role` is `up` (everything), `api` or `agent` (kumo.agent.wiring); the last two
+    share their state through PostgreSQL and need it.
+    """
     from kumo.identity.bootstrap import bootstrap
     from kumo.image.metadefs.service import load_default_catalog
     from kumo.image.recovery import recover
 
     runtime = build_runtime(settings)
+    shared = runtime.engine.dialect.name == "postgresql"
+    if role != "up" and not shared:
+        runtime.engine.dispose()
+        raise SystemExit(f"kumo {role}: needs a PostgreSQL database shared with the other "
+                         "processes (--database postgresql://...); SQLite is `kumo up`'s own")
     with held(runtime.engine, STARTUP_LOCK):
         with session_scope(runtime.sessions) as session:
             password = shared_admin_password(session, settings)
-            bootstrap(session, password)
-            load_default_catalog(session)
-        recover(runtime)
-        from kumo.compute.service import register as register_compute
-        from kumo.network.agent import register as register_network
-        from kumo.network.bootstrap import ensure_external_network
-        from kumo.volume.service import register as register_volume
+            if role != "agent":
+                bootstrap(session, password)
+                load_default_catalog(session)
+        if role != "agent":
+            recover(runtime)
+            from kumo.network.bootstrap import ensure_external_network
 
-        with session_scope(runtime.sessions) as session:
-            ensure_external_network(session, settings.network)
-        register_network(runtime)
-        register_compute(runtime)
-        register_volume(runtime)
+            with session_scope(runtime.sessions) as session:
+                ensure_external_network(session, settings.network)
+        if shared:
+            from kumo.agent.wiring import register_scaled
+
+            register_scaled(runtime, role)
+        else:
+            from kumo.compute.service import register as register_compute
+            from kumo.network.agent import register as register_network
+
+            register_network(runtime)
+            register_compute(runtime)
+        if role == "up":
+            # Volumes are files in this process's data directory: Block Storage runs
+            # in `kumo up` only (docs/scale-out.md), after the hypervisor it attaches with.
+            from kumo.volume.service import register as register_volume
+
+            register_volume(runtime)
     return runtime, password
 
 
@@ -179,7 +200,11 @@ def serve(
     config_file: Path | None,
     merge_user_clouds: bool,
     database: str | None = None,
+    role: str = "up",
+    listen: str | None = None,
+    agent_host: str | None = None,
 ) -> None:
+    """Run `kumo up`, `kumo api` or (role `agent`) `kumo agent` until SIGTERM or Ctrl-C."""
     from kumo.api.app import create_app
     from kumo.config import ConfigError
 
@@ -193,16 +218,25 @@ def serve(
     settings.host = host or settings.host
     settings.port = settings.port if port is None else port
     settings.database_url = database or settings.database_url
+    settings.agent.listen = listen or settings.agent.listen
+    settings.agent.host = agent_host or settings.agent.host
     try:
         sqlalchemy_url(settings.db_url)
     except DatabaseURLError as exc:
         raise SystemExit(f"kumo: --database: {exc}") from None
     if not 0 <= settings.port <= 65535:
         raise SystemExit(f"kumo: port {settings.port} is not between 0 and 65535")
-    sock = bind(settings.host, settings.port)
-    settings.port = sock.getsockname()[1]
+    if role == "agent":
+        address, _, agent_port = settings.agent.listen.rpartition(":")
+        if not agent_port.isdigit():
+            raise SystemExit(f"kumo: [agent] listen: expected ADDRESS:PORT, got "
+                             f"{settings.agent.listen!r}")
+        sock = bind(address.strip("[]") or "0.0.0.0", int(agent_port))
+    else:
+        sock = bind(settings.host, settings.port)
+        settings.port = sock.getsockname()[1]
     try:
-        runtime, password = prepare(settings)
+        runtime, password = prepare(settings, role)
     except OSError as exc:
         sock.close()
         raise SystemExit(f"kumo: cannot use data directory {settings.data_dir}: {exc}") from None
@@ -212,8 +246,18 @@ def serve(
     except ConfigError as exc:
         sock.close()
         raise SystemExit(f"kumo: {exc}") from None
-    app = create_app(runtime)
-    app.router.lifespan_context = lambda _app: lifespan(runtime, password, merge_user_clouds)
+    if role == "agent":
+        from kumo.agent.wiring import agent_app_for
+
+        app = agent_app_for(runtime, sock)
+    else:
+        app = create_app(runtime)
+        if "agent" in runtime.services:  # kumo up on PostgreSQL: this host's agent link
+            from kumo.agent.wiring import mount_agent_link
+
+            mount_agent_link(runtime, app)
+        app.router.lifespan_context = lambda _app: lifespan(runtime, password,
+                                                           merge_user_clouds, role)
     config = uvicorn.Config(
         app, http="httptools", loop="uvloop", log_level="warning", access_log=False,
         timeout_graceful_shutdown=10,
@@ -248,11 +292,10 @@ def _ignore(_sig: int, _frame: object) -> None:
 
 
 @contextlib.asynccontextmanager
-async def lifespan(runtime: Runtime, password: str, merge: bool) -> AsyncIterator[None]:
+async def lifespan(runtime: Runtime, password: str, merge: bool,
+                   role: str = "up") -> AsyncIterator[None]:
     settings = runtime.settings
-    for name, service in runtime.services.items():
-        log.info("starting %s", name)
-        await service.start()
+    await start_services(runtime)
     clouds = settings.data_dir / "clouds.yaml"
     entry = cloud_entry(settings, password)
     try:
@@ -268,22 +311,32 @@ async def lifespan(runtime: Runtime, password: str, merge: bool) -> AsyncIterato
         except (CloudsYamlError, OSError) as exc:
             log.warning("not adding cloud 'kumo' to your clouds.yaml: %s", exc)
     write_private(settings.data_dir / "openrc", openrc(settings, password))
-    announce(settings, password, clouds)
+    announce(settings, password, clouds, role)
     try:
         yield
     finally:
-        for name, service in reversed(list(runtime.services.items())):
-            log.info("stopping %s", name)
-            with contextlib.suppress(Exception):
-                await service.stop()
-        runtime.engine.dispose()
-        log.info("kumo stopped")
+        await stop_services(runtime)
 
 
-def announce(settings: Settings, password: str, clouds: Path) -> None:
+async def start_services(runtime: Runtime) -> None:
+    for name, service in runtime.services.items():
+        log.info("starting %s", name)
+        await service.start()
+
+
+async def stop_services(runtime: Runtime) -> None:
+    for name, service in reversed(list(runtime.services.items())):
+        log.info("stopping %s", name)
+        with contextlib.suppress(Exception):
+            await service.stop()
+    runtime.engine.dispose()
+    log.info("kumo stopped")
+
+
+def announce(settings: Settings, password: str, clouds: Path, role: str = "up") -> None:
     base = settings.base_url
     lines = [
-        f"kumo is up at {base}",
+        f"kumo is up at {base}" + (" (API process)" if role == "api" else ""),
         f"  identity  {base}/identity/v3",
         f"  image     {base}/image",
         f"  compute   {base}/compute/v2.1",

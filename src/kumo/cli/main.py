@@ -23,40 +23,81 @@ app.add_typer(cache.app, name="cache", help="The compute node's image cache (_ba
 app.add_typer(network.app, name="network", help="This host's network plumbing (as root).")
 
 
+DataDir = Annotated[
+    Path | None, typer.Option(help="Where kumo keeps its database, images and guests.")
+]
+Host = Annotated[str | None, typer.Option(help="Address to listen on.")]
+Port = Annotated[int | None, typer.Option(help="Port to listen on.")]
+Config = Annotated[Path | None, typer.Option(help="Config file (default DATA/kumo.conf).")]
+NoUserConfig = Annotated[
+    bool,
+    typer.Option("--no-user-config",
+                 help="Do not merge the `kumo` cloud into ~/.config/openstack/clouds.yaml."),
+]
+
+
 @app.command()
 def up(
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Where kumo keeps its database, images and guests.")
-    ] = None,
-    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
-    config: Annotated[
-        Path | None, typer.Option(help="Config file (default DATA/kumo.conf).")
-    ] = None,
+    data_dir: DataDir = None,
+    host: Host = None,
+    port: Port = None,
+    config: Config = None,
     database: Annotated[
         str | None,
         typer.Option(help="Database URL: postgresql://USER:PASSWORD@HOST/NAME to share "
                           "one with `kumo api` processes (default: SQLite in DATA)."),
     ] = None,
-    no_user_config: Annotated[
-        bool,
-        typer.Option(
-            "--no-user-config",
-            help="Do not merge the `kumo` cloud into ~/.config/openstack/clouds.yaml.",
-        ),
-    ] = False,
+    no_user_config: NoUserConfig = False,
 ) -> None:
     """Run every kumo service in this process until Ctrl-C or SIGTERM."""
     from kumo.server import serve
 
-    serve(
-        data_dir=data_dir,
-        host=host,
-        port=port,
-        config_file=config,
-        database=database,
-        merge_user_clouds=not no_user_config,
-    )
+    serve(data_dir=data_dir, host=host, port=port, config_file=config, database=database,
+          merge_user_clouds=not no_user_config)
+
+
+@app.command()
+def api(
+    database: Annotated[
+        str | None,
+        typer.Option(help="The PostgreSQL database every kumo process shares "
+                          "(postgresql://USER:PASSWORD@HOST/NAME; or database_url in kumo.conf)."),
+    ] = None,
+    data_dir: DataDir = None,
+    host: Host = None,
+    port: Port = None,
+    config: Config = None,
+    no_user_config: NoUserConfig = False,
+) -> None:
+    """Serve the APIs only (stateless: run several behind a load balancer); compute
+    agents run the guests."""
+    from kumo.server import serve
+
+    serve(data_dir=data_dir, host=host, port=port, config_file=config, database=database,
+          merge_user_clouds=not no_user_config, role="api")
+
+
+@app.command()
+def agent(
+    database: Annotated[
+        str | None,
+        typer.Option(help="The PostgreSQL database every kumo process shares "
+                          "(postgresql://USER:PASSWORD@HOST/NAME; or database_url in kumo.conf)."),
+    ] = None,
+    data_dir: DataDir = None,
+    name: Annotated[
+        str | None, typer.Option(help="This compute host's name (default: [agent] host, "
+                                      "else the host name).")] = None,
+    listen: Annotated[
+        str | None, typer.Option(help="ADDRESS:PORT the API processes reach this agent at "
+                                      "(default: [agent] listen, 0.0.0.0:8775).")] = None,
+    config: Config = None,
+) -> None:
+    """Run this host's guests: register it, beat, take its jobs from PostgreSQL."""
+    from kumo.server import serve
+
+    serve(data_dir=data_dir, host=None, port=None, config_file=config, database=database,
+          merge_user_clouds=False, role="agent", listen=listen, agent_host=name)
 
 
 def main() -> None:

@@ -2,8 +2,9 @@
 
 One row per compute host, read from the host itself (vCPUs from the kernel, RAM
 from /proc/meminfo, disk from the filesystem holding `instances/`) and what its
-servers use from the records. `kumo up` has one host; `compute_hosts()` is where
-scale-out adds the others.
+servers use from the records. `kumo up` has one host; on PostgreSQL every compute
+host's agent registers itself (kumo.agent.registry) and `compute_hosts()` lists them
+with their heartbeat's verdict (up/down) and an operator's disable.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,6 +51,13 @@ class Host:
     free_disk_gb: int
     hypervisor_version: int
     index: int = 1  # nova's integer id before 2.53
+    state: str = "up"  # up | down (its agent's heartbeat)
+    status: str = "enabled"  # enabled | disabled (by an operator)
+    disabled_reason: str | None = None
+    forced_down: bool = False
+    zone: str = ZONE
+    host_ip: str = "127.0.0.1"
+    updated_at: str | None = None  # last heartbeat (None: now)
 
     @property
     def uuid(self) -> str:
@@ -81,10 +90,26 @@ def local_host(runtime: Runtime, name: str) -> Host:
 
 
 def compute_hosts(runtime: Runtime) -> list[Host]:
-    """Every compute host of this cloud (one for `kumo up`)."""
+    """Every compute host of this cloud (one for `kumo up`, each agent's on PostgreSQL)."""
     from kumo.compute.service import compute_of
 
-    return [local_host(runtime, compute_of(runtime).host)]
+    compute = compute_of(runtime)
+    if compute.scheduling_zones() is None:
+        return [local_host(runtime, compute.host)]
+    from kumo.agent import registry
+    from kumo.db.engine import session_scope
+
+    down_after = runtime.settings.agent.service_down_time
+    with session_scope(runtime.sessions) as session:
+        return [Host(name=node.host, vcpus=node.vcpus, memory_mb=node.memory_mb,
+                     local_gb=node.local_gb, free_disk_gb=node.local_gb,
+                     hypervisor_version=node.hypervisor_version, index=index,
+                     state="up" if registry.is_up(node, down_after=down_after) else "down",
+                     status="disabled" if node.disabled else "enabled",
+                     disabled_reason=node.disabled_reason, forced_down=node.forced_down,
+                     zone=node.availability_zone, host_ip=node.host_ip or "127.0.0.1",
+                     updated_at=node.last_seen_at.strftime("%Y-%m-%dT%H:%M:%S.000000"))
+                for index, node in enumerate(registry.nodes(session), start=1)]
 
 
 @dataclass(frozen=True)
@@ -117,13 +142,14 @@ def _cpu_info(version: Version) -> Any:
 def hypervisor_view(host: Host, used: Used, version: Version, *, detail: bool,
                     with_servers: bool = False) -> dict[str, Any]:
     body: dict[str, Any] = {"id": host.uuid if version >= (2, 53) else host.index,
-                            "hypervisor_hostname": host.name, "state": "up",
-                            "status": "enabled"}
+                            "hypervisor_hostname": host.name, "state": host.state,
+                            "status": host.status}
     if detail:
         service_id: Any = service_id_of(host.name, "nova-compute", version)
         body.update(hypervisor_type="QEMU", hypervisor_version=host.hypervisor_version,
-                    host_ip="127.0.0.1",
-                    service={"host": host.name, "id": service_id, "disabled_reason": None})
+                    host_ip=host.host_ip,
+                    service={"host": host.name, "id": service_id,
+                             "disabled_reason": host.disabled_reason})
         if version < (2, 88):
             memory_used = used.memory_mb + RESERVED_HOST_MEMORY_MB
             body.update(
@@ -250,17 +276,23 @@ def service_id_of(host: str, binary: str, version: Version) -> Any:
 
 def services(runtime: Runtime, version: Version) -> list[dict[str, Any]]:
     """nova's services as they run inside kumo: scheduler and conductor, one compute per host."""
+    from kumo.compute.service import compute_of
+
     hosts = compute_hosts(runtime)
-    rows = [(b, zone, hosts[0].name) for b, zone in _BINARIES]
-    rows += [("nova-compute", ZONE, h.name) for h in hosts]
+    # The scheduler and conductor run inside each API process (this one's host).
+    here = hosts[0] if compute_of(runtime).scheduling_zones() is None else \
+        Host(name=socket.gethostname(), vcpus=0, memory_mb=0, local_gb=0, free_disk_gb=0,
+             hypervisor_version=0)
+    rows = [(b, here, zone) for b, zone in _BINARIES]
+    rows += [("nova-compute", h, h.zone) for h in hosts]
     shown = []
-    for binary, zone, host in rows:
+    for binary, host, zone in rows:
         entry: dict[str, Any] = {
-            "id": service_id_of(host, binary, version), "binary": binary, "host": host,
-            "zone": zone, "status": "enabled", "state": "up", "updated_at": _now(),
-            "disabled_reason": None}
+            "id": service_id_of(host.name, binary, version), "binary": binary,
+            "host": host.name, "zone": zone, "status": host.status, "state": host.state,
+            "updated_at": host.updated_at or _now(), "disabled_reason": host.disabled_reason}
         if version >= (2, 11):
-            entry["forced_down"] = False
+            entry["forced_down"] = host.forced_down
         shown.append(entry)
     return shown
 
@@ -280,13 +312,16 @@ async def availability_zones(request: Request) -> Response:
     context = context_of(request)
     detail = request.url.path.endswith("/detail")
     if not detail:
+        names = sorted({h.zone for h in compute_hosts(runtime_from(request))} or {ZONE})
         return JSONResponse({"availabilityZoneInfo": [
-            {"zoneName": ZONE, "zoneState": {"available": True}, "hosts": None}]})
+            {"zoneName": name, "zoneState": {"available": True}, "hosts": None}
+            for name in names]})
     context.require_admin()
     zones: dict[str, dict[str, dict[str, Any]]] = {}
     for service in services(runtime_from(request), version_of(request)):
         zones.setdefault(service["zone"], {}).setdefault(service["host"], {})[
-            service["binary"]] = {"available": True, "active": True,
+            service["binary"]] = {"available": service["state"] == "up",
+                                  "active": service["status"] == "enabled",
                                   "updated_at": service["updated_at"]}
     return JSONResponse({"availabilityZoneInfo": [
         {"zoneName": name, "zoneState": {"available": True}, "hosts": hosts}

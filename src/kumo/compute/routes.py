@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from kumo.agent import migration
 from kumo.api.context import RequestContext
 from kumo.api.errors import Flavor as ErrorShape
 from kumo.api.http import read_json
@@ -208,6 +209,13 @@ def server_view(request: Request, session: Session, context: RequestContext, ser
                              user_mode=nics.user_mode(runtime_from(request)), **kwargs)
 
 
+def volume_reserver(runtime: Runtime) -> VolumeReserver | None:
+    """Server create's volumes, where this process runs Block Storage (`kumo up`)."""
+    if "volume" not in runtime.services:
+        return None
+    return VolumeReserver(runtime.settings, VolumeImages(runtime))
+
+
 async def create_server(request: Request) -> Response:
     body = await read_json(request)
     mv, base = microversion(request), base_url(request)
@@ -223,7 +231,7 @@ async def create_server(request: Request) -> Response:
     def work(session: Session, context: RequestContext) -> servers.Created:
         return servers.create_server(session, context, body, mv, compute.images, user_data,
                                      runtime.settings.quota, runtime.settings.network,
-                                     VolumeReserver(runtime.settings, VolumeImages(runtime)))
+                                     volume_reserver(runtime), compute.scheduling_zones())
 
     created = await in_session(request, work)
     nics.notify(runtime)
@@ -447,7 +455,7 @@ def build_app(runtime: Runtime) -> Starlette:
         *cache_routes(),
         *flavor_extras.routes(v), *server_groups.routes(v), *quota_routes.routes(v),
         *hosts.routes(v), *usage.routes(v), *image_routes(v),
-        *server_extras.routes(v), *extensions.routes(v),
+        *server_extras.routes(v), *extensions.routes(v), *migration.routes(v),
     ]
     app = part_app(runtime, routes, ErrorShape.COMPUTE)
     app.add_middleware(MicroversionMiddleware)

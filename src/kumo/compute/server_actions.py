@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from kumo.agent import migration
 from kumo.api.context import RequestContext
 from kumo.api.parts import runtime_from
 from kumo.compute import quotas, server_groups, servers, views
@@ -358,4 +359,5 @@ HANDLERS: dict[str, Handler] = {
     "forceDelete": force_delete,
     "addSecurityGroup": _security_group(True), "removeSecurityGroup": _security_group(False),
     "os-resetState": reset_state,
+    "migrate": migration.migrate,
 }

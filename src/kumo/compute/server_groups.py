@@ -130,8 +130,11 @@ def list_groups(session: Session, context: RequestContext,
 
 
 def join(session: Session, context: RequestContext, server: Server, hints: Any,
-         quota: Any) -> str | None:
-    """Put a new server in the group its scheduler hints name; the placement fault or None."""
+         quota: Any, decide: bool = True) -> str | None:
+    """Put a new server in the group its scheduler hints name; the placement fault or None.
+
+    With several hosts (`decide` false) the filter scheduler places the server instead.
+    """
     if hints is None:
         return None
     if not isinstance(hints, dict):
@@ -150,7 +153,7 @@ def join(session: Session, context: RequestContext, server: Server, hints: Any,
     current = members(session, group.id)
     quotas.check_group_members(session, quota, group.project_id, len(current) + 1)
     session.add(ServerGroupMember(group_id=group.id, server_id=server.id))
-    if group.policy != "anti-affinity":
+    if group.policy != "anti-affinity" or not decide:
         return None
     per_host = int((group.rules or {}).get("max_server_per_host", 1))
     placed = session.scalar(select(func.count()).select_from(Server).where(

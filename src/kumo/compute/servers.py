@@ -112,11 +112,14 @@ def create_server(session: Session, context: RequestContext, body: Any, version:
                   images: ImagePort, user_data: bytes | None,
                   quota: QuotaSettings | None = None,
                   network: NetworkSettings | None = None,
-                  volumes: VolumeReserver | None = None) -> Created:
+                  volumes: VolumeReserver | None = None,
+                  scheduled: frozenset[str] | None = None) -> Created:
     """POST /servers: BUILD records (the caller then asks the service to spawn them).
 
     With block device mappings that put a volume at boot_index 0 a server is
     volume-backed (no image, no local disk); `volumes` makes and reserves its volumes.
+    `scheduled` holds the availability zones of a cloud whose filter scheduler places
+    servers on its hosts (kumo.compute.scheduler); None: this one host is the place.
     """
     context.require_writer()
     quota = quota or QuotaSettings()
@@ -126,7 +129,7 @@ def create_server(session: Session, context: RequestContext, body: Any, version:
     name = spec.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > 255:
         raise BadRequest("Invalid input for field/attribute name: 1-255 characters required")
-    _refuse_unsupported(spec, version)
+    _refuse_unsupported(spec, version, scheduled or frozenset())
     min_count, max_count = _counts(spec)
     flavor_ref = spec.get("flavorRef")
     if not isinstance(flavor_ref, str | int) or not str(flavor_ref):
@@ -197,6 +200,7 @@ def create_server(session: Session, context: RequestContext, body: Any, version:
             description=description_of(spec, version), tags=_tags(spec, version),
             access_ipv4=access_v4, access_ipv6=access_v6, disk_config=disk_config(spec),
             reservation_id=created.reservation_id, launch_index=index,
+            availability_zone=spec.get("availability_zone") or "nova",
             vm_state=BUILDING, task_state="scheduling",
         )
         session.add(server)
@@ -204,7 +208,8 @@ def create_server(session: Session, context: RequestContext, body: Any, version:
         if with_volumes and volumes is not None:
             volumes(session, context, server, devices)
         record_action(session, server, "create", context)
-        fault = server_groups.join(session, context, server, hints, quota)
+        fault = server_groups.join(session, context, server, hints, quota,
+                                   decide=scheduled is None)
         if fault is None:
             fault = _allocate_ports(session, context, server, requested, groups,
                                     spec.get("security_groups") is not None, network)
@@ -295,13 +300,14 @@ def access_ips(spec: dict[str, Any], v4: str = "", v6: str = "") -> tuple[str, s
     return v4, v6
 
 
-def _refuse_unsupported(spec: dict[str, Any], version: Version) -> None:
+def _refuse_unsupported(spec: dict[str, Any], version: Version,
+                        zones: frozenset[str] = frozenset()) -> None:
     if "personality" in spec:
         if version >= (2, 57):
             raise BadRequest("Additional properties are not allowed ('personality' was unexpected)")
         raise BadRequest("kumo does not inject files (personality); use user_data instead")
     zone = spec.get("availability_zone")
-    if zone not in (None, "", "nova"):
+    if zone not in (None, "", "nova", *zones):
         raise BadRequest(f"The requested availability zone is not available: {zone}")
 
 

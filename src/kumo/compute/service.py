@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select, true
 
 from kumo.api.context import RequestContext
 from kumo.compute.images import GlanceImages, ImagePort
@@ -448,11 +448,22 @@ class ComputeService(ServerLifecycle):
 
     # -- state sync and adoption ----------------------------------------------
 
+    def scheduling_zones(self) -> frozenset[str] | None:
+        """None: servers go to this one host. A scheduling service (kumo.agent.dispatch)
+        returns its hosts' availability zones."""
+        return None
+
+    def on_this_host(self) -> ColumnElement[bool]:
+        """Which servers this service looks after: all of them on one host (`kumo up`);
+        an agent of several (kumo.agent.process) narrows it to its own."""
+        return true()
+
     def sync_states(self) -> None:
         """nova's power-state sync: what the hypervisor reports wins over stale records."""
         with session_scope(self.runtime.sessions) as session:
             servers = list(session.scalars(select(Server).where(
-                Server.task_state.is_(None), Server.vm_state.in_((ACTIVE, STOPPED)))))
+                self.on_this_host(), Server.task_state.is_(None),
+                Server.vm_state.in_((ACTIVE, STOPPED)))))
             ids = [(s.id, s.vm_state) for s in servers]
         for server_id, vm_state in ids:
             lock = self._lock(server_id)
@@ -512,7 +523,7 @@ class ComputeService(ServerLifecycle):
         redo: list[tuple[str, str]] = []
         with session_scope(self.runtime.sessions) as session:
             known = {s.id: s for s in session.scalars(select(Server).where(
-                Server.vm_state != DELETED))}
+                Server.vm_state != DELETED, self.on_this_host()))}
             for server in known.values():
                 self._adopt_one(server, running.get(server.id), redo)
         for server_id in set(running) - set(known):
@@ -567,12 +578,8 @@ def compute_of(runtime: Runtime) -> ComputeService:
     return service
 
 
-def register(runtime: Runtime) -> ComputeService:
-    """Seed the default flavors and register the compute service (called by `prepare`)."""
-    from kumo.compute.flavors import seed_defaults
-
-    with session_scope(runtime.sessions) as session:
-        seed_defaults(session)
+def register_host_parts(runtime: Runtime) -> None:
+    """The parts a host that runs guests needs besides compute: metadata, hypervisor."""
     if "metadata" not in runtime.services:
         from kumo.metadata.imds import shared_secret
         from kumo.metadata.service import MetadataService
@@ -588,6 +595,15 @@ def register(runtime: Runtime) -> ComputeService:
         # Registered on its own so `kumo up` starts it (adoption, cache manager loop)
         # before compute, which then shares this one instance.
         runtime.services["hypervisor"] = build_hypervisor(runtime)
+
+
+def register(runtime: Runtime) -> ComputeService:
+    """Seed the default flavors and register the compute service (called by `prepare`)."""
+    from kumo.compute.flavors import seed_defaults
+
+    with session_scope(runtime.sessions) as session:
+        seed_defaults(session)
+    register_host_parts(runtime)
     service = ComputeService(runtime, hypervisor=runtime.services["hypervisor"])
     runtime.services["compute"] = service
     return service

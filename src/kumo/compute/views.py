@@ -124,6 +124,18 @@ _EXTENDED_PREFIXES = ("OS-EXT-", "OS-SRV-USG:", "os-extended-volumes:")
 _EXTENDED_KEYS = {"key_name", "security_groups", "config_drive", "host_status"}
 
 
+def host_status(server: Server) -> str:
+    """nova's host_status (2.16): UP, DOWN (no heartbeat), MAINTENANCE (disabled) or ""."""
+    if not server.host:
+        return ""
+    from sqlalchemy.orm import object_session
+
+    from kumo.agent.registry import host_status_of
+
+    session = object_session(server)
+    return "UP" if session is None else host_status_of(session, server.host)
+
+
 def server_view(server: Server, base: str, version: Version, context: RequestContext,
                 groups: list[str], *, detail: bool = True, show: bool = False,
                 basic: bool = False, server_groups: list[str] | None = None,
@@ -198,7 +210,7 @@ def _server_view(server: Server, base: str, version: Version, context: RequestCo
                 if server.user_data else None,
             })
         if version >= (2, 16):
-            body["host_status"] = "UP" if server.host else ""
+            body["host_status"] = host_status(server)
     elif version >= (2, 90):
         body["OS-EXT-SRV-ATTR:hostname"] = server.hostname
     if version >= (2, 9):

@@ -25,6 +25,7 @@ from kumo.compute.servers import record_action
 from kumo.compute.service import compute_of
 from kumo.errors import BadRequest, NotFound
 from kumo.volume import attachments
+from kumo.volume.service import volume_service_of
 
 
 def _tag(spec: dict[str, Any], version: tuple[int, int]) -> str | None:
@@ -67,6 +68,7 @@ async def volume_attachments(request: Request) -> Response:
     tag, delete = _tag(spec, version), _delete_on_termination(spec, version)
     runtime = runtime_from(request)
     compute = compute_of(runtime)
+    volume_service_of(runtime)  # 503 before any record where Block Storage does not run
 
     def attach(session: Session, context: RequestContext) -> server_volumes.AttachmentView:
         server = servers.get_server(session, context, server_id)

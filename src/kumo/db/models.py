@@ -5,7 +5,7 @@ import importlib
 from kumo.db.base import Base
 
 PARTS_WITH_MODELS = ("identity", "image", "image.metadefs", "compute", "network", "console",
-                     "volume")
+                     "volume", "agent")
 
 
 def load_all() -> type[Base]:

@@ -176,6 +176,15 @@ def create_overlay(base: Path, base_format: str, overlay: Path, size: int | None
     run("qemu-img", args, package=PACKAGE, timeout=60)
 
 
+def rebase_in_place(overlay: Path, base: Path, base_format: str) -> None:
+    """Point a qcow2 overlay at another copy of the same base (`rebase -u`: no data moves).
+
+    For a disk moved to another host, whose `_base` cache holds the same image elsewhere.
+    """
+    run("qemu-img", ["rebase", "-q", "-u", "-f", "qcow2", "-b", base, "-F", base_format,
+                     overlay], package=PACKAGE, timeout=60)
+
+
 def create(path: Path, fmt: str, size: int, options: dict[str, str] | None = None) -> None:
     args: list[str | Path] = ["create", "-q", "-f", driver(fmt)]
     if options:

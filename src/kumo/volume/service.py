@@ -405,7 +405,8 @@ def volume_service_of(runtime: Runtime) -> VolumeService:
     """The registered volume service (handlers use this)."""
     service: Any = runtime.services.get("volume")
     if not isinstance(service, VolumeService):
-        raise ServiceUnavailable("the volume service is not running")
+        raise ServiceUnavailable("the volume service is not running in this process "
+                                 "(Block Storage runs in kumo up only, not in kumo api)")
     return service
 
 

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from kumo.db.migrate import include_name
 from kumo.db.models import load_all
 
 target_metadata = load_all().metadata
@@ -12,6 +13,7 @@ with engine.connect() as connection:
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

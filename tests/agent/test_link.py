@@ -1,0 +1,67 @@
+"""The agent link: signed requests from API processes to one host's agent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from kumo.agent.link import HEADER, agent_app, link_key, sign, verify
+from kumo.errors import NotFound
+from kumo.runtime import Runtime
+
+KEY = b"k" * 32
+
+
+def test_signatures_bind_method_target_and_time() -> None:
+    header = sign(KEY, "GET", "/v1/servers/a/console?length=5", now=1000)
+    assert verify(KEY, header, "GET", "/v1/servers/a/console?length=5", now=1030)
+    assert not verify(KEY, header, "GET", "/v1/servers/b/console?length=5", now=1030)
+    assert not verify(KEY, header, "POST", "/v1/servers/a/console?length=5", now=1030)
+    assert not verify(KEY, header, "GET", "/v1/servers/a/console?length=5", now=1061)
+    assert not verify(b"x" * 32, header, "GET", "/v1/servers/a/console?length=5", now=1030)
+    for bad in (None, "", "nonsense", "abc:def"):
+        assert not verify(KEY, bad, "GET", "/", now=1000)
+
+
+def test_the_agent_app_serves_console_disk_and_record_to_signed_callers_only(
+        tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    disk.write_bytes(b"q" * 3_000_000)
+
+    def console(server_id: str, length: int | None) -> str:
+        if server_id != "s1":
+            raise NotFound("no such server here")
+        return f"log of {server_id}, last {length}"
+
+    app = agent_app(KEY, console, lambda _sid: disk, lambda sid: {"image_id": "i-" + sid})
+    with TestClient(app) as client:
+        def get(target: str, key: bytes = KEY) -> object:
+            return client.get(target, headers={HEADER: sign(key, "GET", target)})
+
+        answer = get("/v1/servers/s1/console?length=5")
+        assert answer.status_code == 200 and answer.text == "log of s1, last 5"  # type: ignore[attr-defined]
+        assert get("/v1/servers/s2/console").status_code == 404  # type: ignore[attr-defined]
+        assert get("/v1/servers/s1/console", key=b"z" * 32).status_code == 403  # type: ignore[attr-defined]
+        assert client.get("/v1/servers/s1/disk").status_code == 403
+        got = get("/v1/servers/s1/disk")
+        assert got.content == disk.read_bytes()  # type: ignore[attr-defined]
+        assert get("/v1/servers/s1/record").json() == {"image_id": "i-s1"}  # type: ignore[attr-defined]
+
+
+def test_kumo_up_on_postgresql_answers_its_link_under_agent(runtime: Runtime) -> None:
+    """Mounted beside the APIs (before the dashboard's "/"), signed without the prefix."""
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("kumo up runs an agent of its own on PostgreSQL only")
+    from kumo.agent.wiring import mount_agent_link
+    from kumo.api.app import create_app
+
+    app = create_app(runtime)
+    mount_agent_link(runtime, app)
+    target = "/v1/servers/s1/record"
+    with TestClient(app, base_url="http://testserver") as client:
+        answer = client.get("/agent" + target, headers={HEADER: sign(link_key(runtime), "GET",
+                                                                     target)})
+        assert answer.status_code == 404 and "no disk of server s1" in answer.text
+        assert client.get("/agent" + target).status_code == 403
