@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -161,10 +162,11 @@ def main() -> None:
                                 __file__, "--measure", json.dumps(plan)],
                                capture_output=True, text=True, check=False)
         if inner.returncode != 0:
-            raise SystemExit(f"measuring failed:\n{inner.stderr}")
+            raise SystemExit(f"measuring failed (logs in {work}):\n{inner.stderr}")
         found = json.loads(inner.stdout)
     finally:
         cluster.stop()
+    shutil.rmtree(work, ignore_errors=True)  # kept above when something failed: its logs
     boot_median, boot_min = ratios(found["three_hosts"], found["one_host"])
     api_median, api_min = ratios(found["two_apis"], found["one_api"])
     print(f"server create -> ACTIVE, {options.batch} servers at once, "
