@@ -56,6 +56,16 @@ class VolumeSettings:
 
 
 @dataclass
+class ImageImportSettings:
+    """glance-api.conf's interoperable image import options."""
+
+    image_import_plugins: list[str] = field(default_factory=lambda: ["image_conversion"])
+    output_format: str = "qcow2"  # [image_conversion]
+    # [import_filtering_opts], kumo's own: web-download only from URLs starting so.
+    allowed_url_prefixes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class MetadataSettings:
     """What the metadata service tells guests."""
 
@@ -190,6 +200,7 @@ class Settings:
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     volume: VolumeSettings = field(default_factory=VolumeSettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
+    image_import: ImageImportSettings = field(default_factory=ImageImportSettings)
 
     @property
     def db_url(self) -> str:
@@ -214,6 +225,11 @@ class Settings:
     @property
     def volumes_dir(self) -> Path:
         return self.data_dir / "volumes"
+
+    @property
+    def staging_dir(self) -> Path:
+        """Image data staged for import (Glance's os_glance_staging_store)."""
+        return self.data_dir / "staging"
 
     @property
     def run_dir(self) -> Path:
@@ -247,6 +263,9 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
                 "compute.device_detach_timeout", "compute.device_detach_attempts"),
     "image_cache": tuple(f"image_cache.{name}" for name in ImageCacheSettings.__dataclass_fields__),
     "metadata": ("metadata.mtu", "metadata.dns_nameservers"),
+    "image_import_opts": ("image_import.image_import_plugins",),
+    "image_conversion": ("image_import.output_format",),
+    "import_filtering_opts": ("image_import.allowed_url_prefixes",),
     "network": tuple(f"network.{name}" for name in NetworkSettings.__dataclass_fields__),
     "quota": tuple(f"quota.{name}" for name in QuotaSettings.__dataclass_fields__),
     "console": ("console.allowed_origins",),
@@ -262,6 +281,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "store.swift_store_auth_version": ("1", "3"),
     "store.s3_store_bucket_url_format": ("path", "virtual", "auto"),
     "volume.volume_driver": ("qcow2",),
+    "image_import.output_format": ("qcow2", "raw"),
 }
 
 
@@ -381,7 +401,7 @@ def _check(settings: Settings, path: Path) -> None:
     for name in ("device_detach_timeout", "device_detach_attempts"):
         if getattr(settings.compute, name) < 1:
             raise ConfigError(f"{path}: [libvirt] {name}: must be at least 1")
-    _check_volume(settings, path)
+    _check_volume_and_import(settings, path)
     subdir = settings.image_cache.subdirectory_name
     if not subdir or "/" in subdir or subdir in (".", ".."):
         raise ConfigError(
@@ -432,7 +452,19 @@ def _check_store(store: StoreSettings, path: Path) -> None:
     if store.s3_store_large_object_chunk_size < 5:
         raise ConfigError(f"{path}: [glance_store] s3_store_large_object_chunk_size: at "
                           "least 5 (MiB): S3 refuses smaller multipart parts")
-def _check_volume(settings: Settings, path: Path) -> None:
+
+
+def _check_volume_and_import(settings: Settings, path: Path) -> None:
     for name in ("quota_volumes", "quota_snapshots", "quota_gigabytes"):
         if getattr(settings.volume, name) < -1:  # -1: unlimited, as in cinder
             raise ConfigError(f"{path}: [DEFAULT] {name}: must be -1 (unlimited) or more")
+    unknown = set(settings.image_import.image_import_plugins) - {"image_conversion"}
+    if unknown:
+        raise ConfigError(f"{path}: [image_import_opts] image_import_plugins: unknown plugin(s) "
+                          f"{', '.join(sorted(unknown))}; kumo has image_conversion")
+    for prefix in settings.image_import.allowed_url_prefixes:
+        if not prefix.startswith(("http://", "https://")) or prefix.count("/") < 3:
+            raise ConfigError(
+                f"{path}: [import_filtering_opts] allowed_url_prefixes: {prefix!r} must be an "
+                "http:// or https:// URL including the host and a path, e.g. "
+                "https://cloud.debian.org/images/")

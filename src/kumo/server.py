@@ -159,6 +159,11 @@ def prepare(settings: Settings, role: str = "up") -> tuple[Runtime, str]:
 
             with session_scope(runtime.sessions) as session:
                 ensure_external_network(session, settings.network)
+            from kumo.image.imports import importer_of
+
+            # Image import tasks (recovered at start) run where the image API runs;
+            # staged data is in this process's DATA/staging (docs/image.md).
+            importer_of(runtime)
         if shared:
             from kumo.agent.wiring import register_scaled
 

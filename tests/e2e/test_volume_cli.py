@@ -1,15 +1,19 @@
-"""Volumes with the real `openstack` CLI against `kumo up`, on one real tiny guest.
+"""Volumes and image import with the real `openstack` CLI against `kumo up`, on one
+real tiny guest.
 
 One `kumo up` of this module's own (restarted once, with the guest running) and one
-guest boot in all: the tiny image booted from a volume made from it, shared by the
-tests below (module fixture), deleted with its volumes in `finally`. openstacksdk waits
-on statuses (one connection, quick); every action a user types goes through the CLI.
+guest boot in all: the tiny image, imported raw and converted to qcow2 by the cloud
+(seed 002's conversion), booted from a volume made from it, shared by the tests below
+(module fixture), deleted with its volumes in `finally`. openstacksdk waits on statuses
+(one connection, quick); every action a user types goes through the CLI.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -120,8 +124,20 @@ def guest(kumo: list[KumoProcess], tiny_image: Path,
     """One tiny guest booted from a 1 GB volume made from the image, deleted afterwards
     (its root volume with it: delete_on_termination)."""
     cloud = kumo[0]
-    run(cloud, "image", "create", "--file", str(tiny_image), "tiny", program=KUMO)
-    key = tmp_path_factory.mktemp("volume-key") / "key"
+    folder = tmp_path_factory.mktemp("volume-guest")
+    raw = folder / "tiny.raw"
+    subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(tiny_image),
+                    str(raw)], check=True)
+    # Seed 002's conversion done by the cloud: a raw disk imported becomes qcow2.
+    run(cloud, "image", "create", "--import", "--disk-format", "raw", "--container-format",
+        "bare", "--file", str(raw), "--property", "os_admin_user=tiny", "tiny")
+    sdk = connect(cloud)
+    imported = wait_for("import", lambda: (lambda i: i if i.status == "active" else None)(
+        sdk.image.find_image("tiny")))
+    assert imported.disk_format == "qcow2" and imported.virtual_size == raw.stat().st_size
+    assert imported.size < raw.stat().st_size
+    raw.unlink()
+    key = folder / "key"
     key.write_text(run(cloud, "keypair", "create", "vk").stdout)
     key.chmod(0o600)
     allow_ssh(cloud)
@@ -274,3 +290,25 @@ def test_deleting_the_server_deletes_its_root_volume(kumo: list[KumoProcess],
     (root,) = as_json(cloud, "server", "show", "vm")["volumes_attached"]
     run(cloud, "server", "delete", "--wait", "vm")
     wait_for("root volume deleted", lambda: sdk.block_storage.find_volume(root["id"]) is None)
+
+
+def test_a_crafted_image_staged_for_import_is_refused_before_conversion(
+        kumo: list[KumoProcess], tiny_image: Path, tmp_path: Path) -> None:
+    """A qcow2 staged as "raw": inspected before any conversion, refused, nothing kept."""
+    cloud = kumo[0]
+    sdk = connect(cloud)
+    crafted = tmp_path / "crafted.img"
+    shutil.copyfile(tiny_image, crafted)
+    try:
+        run(cloud, "image", "create", "--import", "--disk-format", "raw", "--container-format",
+            "bare", "--file", str(crafted), "crafted")
+        image = wait_for("crafted import refused", lambda: (
+            lambda i: i if i.status == "queued" and i.properties.get(
+                "os_glance_failed_import") == "file" else None)(sdk.image.find_image("crafted")))
+        response = sdk.session.get(f"{cloud.url}/image/v2/images/{image.id}/tasks")
+        (task,) = response.json()["tasks"]
+        assert task["status"] == "failure"
+        assert "Image content is 'qcow2' but disk_format is 'raw'" in task["message"], task
+        assert not list((cloud.data_dir / "staging").glob("*"))
+    finally:
+        run(cloud, "image", "delete", "crafted", check=False)

@@ -97,7 +97,7 @@ def _sections(facts: CloudFacts) -> dict[str, dict[str, object]]:
         "image-feature-enabled": {
             "api_v2": True,
             "api_v1": False,
-            "import_image": False,
+            "import_image": True,  # glance-direct (web-download only if allowed)
             "os_glance_reserved": True,
             "manage_locations": False,
         },

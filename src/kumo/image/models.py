@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kumo.db.base import Base, new_id, utcnow
@@ -90,3 +99,27 @@ class ImageMember(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     image: Mapped[Image] = relationship(back_populates="members")
+
+
+class ImageTask(Base):
+    """A Glance task: what an image import did (`/v2/tasks`, `/v2/images/{id}/tasks`).
+
+    Not tied to the image by a foreign key: a task outlives the image it imported, as
+    in Glance, until it expires.
+    """
+
+    __tablename__ = "image_tasks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    type: Mapped[str] = mapped_column(String(32), default="api_image_import")
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # -> processing ->
+    input: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)  # success | failure
+    result: Mapped[dict[str, object] | None] = mapped_column(JSON, default=None)
+    message: Mapped[str] = mapped_column(Text, default="")
+    owner: Mapped[str] = mapped_column(String(255), index=True)
+    image_id: Mapped[str | None] = mapped_column(String(36), default=None, index=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    user_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -24,6 +24,8 @@ from kumo.api.http import expect_object, read_json
 from kumo.api.parts import in_session, part_app, runtime_from
 from kumo.errors import BadRequest, NotFound, RangeNotSatisfiable, UnsupportedMediaType
 from kumo.image import changes, query, service
+from kumo.image.import_routes import routes as import_routes
+from kumo.image.imports import import_methods
 from kumo.image.schemas import (
     image_schema,
     image_view,
@@ -83,7 +85,8 @@ async def create_image(request: Request) -> Response:
         status_code=201,
         headers={
             "Location": f"{runtime_from(request).settings.base_url}/image/v2/images/{view['id']}",
-            "OpenStack-image-import-methods": "",
+            "OpenStack-image-import-methods": ",".join(
+                import_methods(runtime_from(request).settings)),
         },
     )
 
@@ -305,19 +308,6 @@ def _static(body: Callable[[], dict[str, Any]]) -> Callable[[Request], Any]:
     return handler
 
 
-async def info_import(request: Request) -> Response:
-    context_of(request)
-    return JSONResponse(
-        {
-            "import-methods": {
-                "description": "Import methods available.",
-                "type": "array",
-                "value": [],
-            }
-        }
-    )
-
-
 async def info_stores(request: Request) -> Response:
     context_of(request)
     return JSONResponse(
@@ -352,7 +342,7 @@ def build_app(runtime: Runtime) -> Starlette:
         Route("/v2/schemas/images", _static(images_schema), methods=["GET"]),
         Route("/v2/schemas/member", _static(member_schema), methods=["GET"]),
         Route("/v2/schemas/members", _static(members_schema), methods=["GET"]),
-        Route("/v2/info/import", info_import, methods=["GET"]),
+        *import_routes(),
         Route("/v2/info/stores", info_stores, methods=["GET"]),
     ]
     from kumo.image.metadefs.routes import routes as metadef_routes

@@ -110,12 +110,16 @@ def ingest(
     disk_format: str,
     container_format: str,
     expected_size: int | None = None,
+    inspect: bool = True,
 ) -> IngestResult:
-    """Inspect, hash and store `blocks` as the data of `image_id`; all or nothing."""
+    """Inspect, hash and store `blocks` as the data of `image_id`; all or nothing.
+
+    `inspect=False` only for data staged for import, which the import inspects itself.
+    """
     recycle = blocks.recycle if isinstance(blocks, BlockChannel) else None
     digest = StreamDigest(recycle)
     # Glance inspects bare images only: other containers wrap something else.
-    inspector = StreamInspector(disk_format) if container_format == "bare" else None
+    inspector = StreamInspector(disk_format) if inspect and container_format == "bare" else None
     state: dict[str, int | None] = {"size": 0, "virtual_size": None}
 
     def checked() -> Iterator[Data]:
