@@ -22,18 +22,25 @@ class KeyedWorkers:
         self._guard = threading.Lock()
         self._pending: set[Future[None]] = set()
 
-    def _lock(self, key: str) -> threading.Lock:
+    def lock(self, key: str) -> threading.Lock:
+        """The lock every job on `key` holds while it runs (held: a job is at work)."""
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
+
+    def forget(self, key: str) -> None:
+        """Drop `key`'s lock (the thing it guards is gone)."""
+        with self._guard:
+            self._locks.pop(key, None)
 
     def submit(self, key: str, job: Callable[[str], None]) -> Future[None]:
         """Run `job(key)` after any earlier job on the same key."""
         def run() -> None:
-            with self._lock(key):
+            with self.lock(key):
                 try:
                     job(key)
                 except Exception:
-                    log.exception("%s job on %s failed", self.name, key)
+                    log.exception("%s %s of %s failed", self.name,
+                                  getattr(job, "__name__", "job"), key)
 
         future = self._pool.submit(run)
         with self._guard:

@@ -16,7 +16,7 @@ import shutil
 import socket
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,6 +49,7 @@ from kumo.errors import KumoError, ServiceUnavailable
 from kumo.hypervisor.driver import GuestSpec, GuestState, GuestStatus, Hypervisor, Nic
 from kumo.network import nics, secgroups
 from kumo.runtime import Runtime
+from kumo.workers import KeyedWorkers
 
 log = logging.getLogger("kumo.compute")
 
@@ -82,10 +83,7 @@ class ComputeService(ServerLifecycle):
         self._hypervisor = hypervisor
         self.volumes = ServerVolumes(runtime)
         self._metadata = metadata
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compute")
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
-        self._pending: set[Future[None]] = set()
+        self.workers = KeyedWorkers("compute", workers)  # one job at a time per server
         self._sync_task: asyncio.Task[None] | None = None
 
     # -- wiring ------------------------------------------------------------
@@ -120,7 +118,7 @@ class ComputeService(ServerLifecycle):
             self._sync_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sync_task
-        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+        await asyncio.to_thread(self.workers.shutdown)
 
     async def _sync_loop(self) -> None:
         while True:
@@ -134,36 +132,17 @@ class ComputeService(ServerLifecycle):
     # -- jobs ----------------------------------------------------------------
 
     def _lock(self, server_id: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(server_id, threading.Lock())
+        return self.workers.lock(server_id)
 
     def _submit(self, server_id: str, job: Callable[[str], None]) -> Future[None]:
-        def run() -> None:
-            with self._lock(server_id):
-                try:
-                    job(server_id)
-                except Exception:
-                    log.exception("%s of server %s failed", job.__name__, server_id)
-
-        future = self._pool.submit(run)
-        with self._guard:
-            self._pending.add(future)
-        future.add_done_callback(self._done)
-        return future
-
-    def _done(self, future: Future[None]) -> None:
-        with self._guard:
-            self._pending.discard(future)
+        return self.workers.submit(server_id, job)
 
     def busy(self, server_id: str) -> bool:
         return self._lock(server_id).locked()
 
     def wait_idle(self, timeout: float = 30) -> None:
         """Block until every submitted job has finished (tests, shutdown)."""
-        with self._guard:
-            pending = list(self._pending)
-        for future in pending:
-            future.result(timeout=timeout)
+        self.workers.wait_idle(timeout)
 
     def submit_spawn(self, server_id: str) -> Future[None]:
         return self._submit(server_id, self._spawn)
@@ -369,8 +348,7 @@ class ComputeService(ServerLifecycle):
                 server.vm_state, server.task_state, server.power_state = DELETED, None, NOSTATE
                 server.host, server.host_ports, server.deleted_at = None, {}, utcnow()
         nics.notify(self.runtime)
-        with self._guard:
-            self._locks.pop(server_id, None)
+        self.workers.forget(server_id)
 
     def _snapshot(self, server_id: str, context: RequestContext, image_id: str,
                   action: str = "createImage", after: Callable[[], None] | None = None,
