@@ -189,8 +189,9 @@ def _inet_table(topology: Topology, ports: list[PortPlan], context: Context
     for group_id in remote_groups:
         members = list(groups[group_id].members) if group_id in groups else []
         lines += _set_block(f"g-{chain_id(group_id)}", "ipv4_addr", members)
-    stateless = sorted({ip for p in ports if _stateless(p, groups) for ip in p.addresses})
-    lines += _set_block("stateless", "ipv4_addr", stateless)
+    stateless = {p.id for p in ports if _stateless(p, groups)}
+    lines += _set_block("stateless", "ipv4_addr",
+                        sorted({ip for p in ports if p.id in stateless for ip in p.addresses}))
     egress_map = [f"{ip} : jump e-{chain_id(p.id)}" for p in ports for ip in p.addresses]
     ingress_map = [f"{ip} : jump i-{chain_id(p.id)}" for p in ports for ip in p.addresses]
     lines += _map_block("egress", "ipv4_addr : verdict", egress_map)
@@ -239,7 +240,7 @@ def _inet_table(topology: Topology, ports: list[PortPlan], context: Context
     grants: dict[str, frozenset[str]] = {}
     for port in ports:
         egress, ingress = _port_rules(port, groups)
-        if not _stateless(port, groups):
+        if port.id not in stateless:
             egress.insert(0, "ct state established,related accept")
             ingress.insert(0, "ct state established,related accept")
         cid = chain_id(port.id)
