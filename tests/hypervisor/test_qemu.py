@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +14,7 @@ import pytest
 from kumo.errors import BadRequest
 from kumo.hypervisor.accel import Accel
 from kumo.hypervisor.driver import GuestSpec, PortForward, VolumeDisk
-from kumo.hypervisor.qemu import build_args, mac_address, parse_usernet
+from kumo.hypervisor.qemu import build_args, mac_address, parse_usernet, process_age
 
 UUID = "6f1b3c2e-8a51-4f0e-9d7b-0c2a4e1f5a77"
 TCG = Accel("tcg", "test")
@@ -170,3 +174,20 @@ def test_an_iso_image_is_the_first_boot_device_beside_the_root_disk() -> None:
     devices = option(args, "-device")
     assert "scsi-cd,bus=scsi-cdrom.0,drive=cdrom,bootindex=0" in devices
     assert "virtio-blk-pci,drive=root,bootindex=1" in devices
+
+
+def test_process_age(tmp_path: Path) -> None:
+    # a command name with spaces and a parenthesis cannot shift the fields after it
+    odd = tmp_path / "a) (b c"
+    shutil.copy("/bin/sleep", odd)
+    child = subprocess.Popen([str(odd), "30"])
+    try:
+        time.sleep(0.3)
+        young = process_age(child.pid)
+        assert young is not None and 0.2 <= young < 5
+        mine = process_age(os.getpid())
+        assert mine is not None and mine >= young
+    finally:
+        child.kill()
+        child.wait()
+    assert process_age(child.pid) is None

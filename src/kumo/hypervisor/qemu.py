@@ -281,6 +281,23 @@ def version(qemu: str = QEMU) -> tuple[int, int, int]:
     return (int(found[1]), int(found[2]), int(found[3])) if found else (0, 0, 0)
 
 
+def process_age(pid: int) -> float | None:
+    """Seconds since process `pid` started (to clock-tick precision), None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    # the fields after the command name in parentheses (which may hold spaces); starttime
+    # is the 22nd field of the whole line, the 20th after the name
+    fields = stat[stat.rfind(")") + 2:].split()
+    try:
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (IndexError, ValueError):
+        return None
+    return max(0.0, uptime - started)
+
+
 def is_our_qemu(pid: int, server_id: str) -> bool:
     """Whether pid is alive and is QEMU running `server_id` (pids get reused)."""
     try:
