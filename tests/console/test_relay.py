@@ -11,7 +11,9 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from kumo.compute.models import Server
 from kumo.compute.service import ComputeService
+from kumo.db.engine import session_scope
 from tests.compute.fakes import FakeHypervisor
 from tests.compute.test_routes import boot, mv
 
@@ -196,3 +198,18 @@ def test_serial_relay_replays_the_log_then_goes_live(api: TestClient,
         assert one.receive_bytes() == b"echo:ROOT\n"
         assert two.receive_bytes() == b"echo:ROOT\n"  # one guest port, every viewer sees it
     assert_refused(api, first)
+
+
+def test_console_of_a_server_on_another_host_is_refused_and_says_where(
+        api: TestClient, admin_headers: dict[str, str], compute: ComputeService,
+        server_id: str) -> None:
+    with session_scope(compute.runtime.sessions) as session:
+        server = session.get(Server, server_id)
+        assert server is not None
+        server.host = "other-host"
+    body = {"remote_console": {"protocol": "vnc", "type": "novnc"}}
+    answer = api.post(f"{V}/servers/{server_id}/remote-consoles", json=body,
+                      headers=mv(admin_headers, "2.96"))
+    assert answer.status_code == 409, answer.text
+    message = answer.json()["conflictingRequest"]["message"]
+    assert "runs on host other-host" in message and compute.host in message

@@ -70,6 +70,11 @@ async def _issue(request: Request, server_id: str, console_type: str) -> str:
         if server.vm_state != ACTIVE or server.power_state != RUNNING:
             raise Conflict(f"Instance {server.id} is not ready (it is {server.vm_state}); "
                            "consoles are open while it runs")
+        here = compute_of(runtime).host
+        if server.host is not None and server.host != here:
+            raise Conflict(f"Instance {server.id} runs on host {server.host}; this kumo "
+                           f"({here}) relays consoles of its own host's servers only. Use "
+                           "`openstack console log show` there, or the kumo on that host")
         if not hypervisor.console_socket(server.id, SOCKET_OF[console_type]).exists():
             raise Conflict(f"Instance {server.id} was started without a {console_type} "
                            "console (before kumo had consoles); stop and start it to get one")
