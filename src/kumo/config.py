@@ -160,9 +160,15 @@ class ConsoleSettings:
 
 @dataclass
 class IdentitySettings:
-    """keystone.conf `[identity]`: the cost of password hashes (bcrypt rounds)."""
+    """keystone.conf `[identity]`: the cost of password hashes (bcrypt rounds); and
+    keystonemiddleware's `[keystone_authtoken] token_cache_time`: seconds an API process
+    reuses a token it validated (0: validate every request). keystonemiddleware's default
+    is 300; kumo's is short, and an identity change made through this process (a revoked
+    token, a removed role, a disabled user) drops the whole cache at once, so only another
+    API process's change can take up to this long to be seen here."""
 
     password_hash_rounds: int = 12
+    token_cache_time: int = 5
 
 
 @dataclass
@@ -271,6 +277,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
     "console": ("console.allowed_origins",),
     "consoleauth": ("console.token_ttl",),
     "identity": ("identity.password_hash_rounds",),
+    "keystone_authtoken": ("identity.token_cache_time",),
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -374,6 +381,9 @@ def _check(settings: Settings, path: Path) -> None:
             f"{path}: [DEFAULT] public_url: expected an http:// or https:// URL, "
             f"got {settings.public_url!r}"
         )
+    if not 0 <= settings.identity.token_cache_time <= 3600:
+        raise ConfigError(f"{path}: [keystone_authtoken] token_cache_time: "
+                          f"{settings.identity.token_cache_time} is not in 0..3600")
     if not 4 <= settings.identity.password_hash_rounds <= 31:
         raise ConfigError(f"{path}: [identity] password_hash_rounds: "
                           f"{settings.identity.password_hash_rounds} is not in 4..31")
