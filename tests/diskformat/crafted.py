@@ -46,8 +46,17 @@ def crafted_qcow2(path: Path, name: str) -> Path:
 
 
 def encrypted_qcow2(path: Path) -> Path:
-    """A LUKS-encrypted qcow2, as qemu-img makes one (kumo can boot no such disk)."""
-    subprocess.run(["qemu-img", "create", "-q", "--object", "secret,id=s0,data=k",
-                    "-f", "qcow2", "-o", "encrypt.format=luks,encrypt.key-secret=s0",
-                    str(path), "64M"], check=True)
-    return path
+    """A LUKS-encrypted qcow2, as qemu-img makes one (kumo can boot no such disk).
+
+    qemu-img times PBKDF2 by its thread's CPU clock to pick the iteration count; on a busy
+    machine that reading can come back unchanged and it gives up ("Unable to get accurate
+    CPU usage", seen once in a full CI run): such a try is made again."""
+    command = ["qemu-img", "create", "-q", "--object", "secret,id=s0,data=k", "-f", "qcow2",
+               "-o", "encrypt.format=luks,encrypt.key-secret=s0", str(path), "64M"]
+    for _ in range(4):
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            return path
+        if "Unable to get accurate CPU usage" not in done.stderr:
+            break
+    raise AssertionError(f"qemu-img could not make an encrypted qcow2: {done.stderr.strip()}")
