@@ -4,13 +4,14 @@ change made through this process is seen by the very next request."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
 from kumo.api.context import RequestContext
+from kumo.config import ConfigError, load_settings
 from kumo.db.engine import session_scope
 from kumo.identity import middleware
 from kumo.identity.middleware import ValidatedTokens, changes_identity
@@ -140,12 +141,8 @@ def test_which_requests_change_identity(method: str, path: str, changes: bool) -
     assert changes_identity({"type": "http", "method": method, "path": path}) is changes
 
 
-def test_cache_time_is_a_keystone_authtoken_option(tmp_path: object) -> None:
-    from pathlib import Path
-
-    from kumo.config import ConfigError, load_settings
-
-    conf = Path(str(tmp_path)) / "kumo.conf"
+def test_cache_time_is_a_keystone_authtoken_option(tmp_path: Path) -> None:
+    conf = tmp_path / "kumo.conf"
     conf.write_text("[keystone_authtoken]\ntoken_cache_time = 0\n")
     assert load_settings(config_file=conf).identity.token_cache_time == 0
     conf.write_text("[keystone_authtoken]\ntoken_cache_time = -1\n")
@@ -158,4 +155,3 @@ def test_the_request_id_is_each_request_own(api: TestClient) -> None:
     ids = {api.get(CATALOG, headers={"X-Auth-Token": token}).headers["x-openstack-request-id"]
            for _ in range(3)}
     assert len(ids) == 3
-    assert replace(context(), request_id="x").request_id == "x"

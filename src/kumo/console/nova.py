@@ -62,7 +62,8 @@ def _check_type(protocol: Any, console_type: Any) -> str:
 async def _issue(request: Request, server_id: str, console_type: str) -> str:
     """Check the server can show the console now; a token for it (its URL)."""
     runtime = runtime_from(request)
-    hypervisor = compute_of(runtime).hypervisor
+    compute = compute_of(runtime)
+    hypervisor = compute.hypervisor
 
     def work(session: Session, context: RequestContext) -> str:
         context.require_writer()
@@ -70,7 +71,7 @@ async def _issue(request: Request, server_id: str, console_type: str) -> str:
         if server.vm_state != ACTIVE or server.power_state != RUNNING:
             raise Conflict(f"Instance {server.id} is not ready (it is {server.vm_state}); "
                            "consoles are open while it runs")
-        here = compute_of(runtime).host
+        here = compute.host
         if server.host is not None and server.host != here:
             raise Conflict(f"Instance {server.id} runs on host {server.host}; this kumo "
                            f"({here}) relays consoles of its own host's servers only. Use "

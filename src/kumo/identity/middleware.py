@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from kumo.api.app import PREFIXES
 from kumo.api.context import RequestContext
 from kumo.api.request_id import request_id_of
 from kumo.db.engine import session_scope
@@ -19,7 +20,7 @@ from kumo.identity.tokens import context_for
 from kumo.runtime import Runtime
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-IDENTITY_PREFIX = "/identity/"
+IDENTITY_PREFIX = PREFIXES["identity"] + "/"
 
 
 class ValidatedTokens:
