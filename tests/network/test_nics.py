@@ -4,7 +4,9 @@ metadata, release at delete, and Nova's errors."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import replace
+from types import SimpleNamespace
+from typing import Any, cast
 
 from starlette.testclient import TestClient
 
@@ -209,3 +211,14 @@ def test_floating_ip_and_metadata_on_real_networks(
                {"subnet_id": net["subnet"]["id"]}, expect=200)
     admin.call("DELETE", f"routers/{router['id']}", expect=204)
     admin.call("DELETE", f"networks/{net['id']}", expect=204)
+
+
+def test_an_api_process_shows_real_addresses_once_a_host_bound_the_ports() -> None:
+    """`kumo api` builds no namespace: whether a guest is on real networks is its ports'
+    binding (an agent on user networking never binds them)."""
+    api_process = cast(Runtime, SimpleNamespace(services={}))
+    nic = nics.Nic(port_id="p1", network_id="n1", network_name="netx", mac="fa:16:3e:00:00:01",
+                   mtu=1450)
+    assert nics.user_mode(api_process, [nic])
+    assert nics.user_mode(api_process, [])
+    assert not nics.user_mode(api_process, [replace(nic, host_id="host2")])

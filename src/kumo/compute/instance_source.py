@@ -85,7 +85,7 @@ def view_of(server: Server, groups: tuple[str, ...], runtime: Runtime,
         vendor_data=_vendor_data(runtime, server.id),
         network_id=server_nics[0].network_id if server_nics else USER_NETWORK_ID,
     )
-    if not server_nics or nics.user_mode(runtime):
+    if not server_nics or nics.user_mode(runtime, server_nics):
         return view
     first = server_nics[0]
     fixed = first.fixed_ips[0].ip_address if first.fixed_ips else ""

@@ -206,7 +206,8 @@ def server_view(request: Request, session: Session, context: RequestContext, ser
     """views.server_view with the server's groups and NICs (addresses)."""
     return views.server_view(server, base_url(request), microversion(request), context,
                              group_names(session, server), nics=server_nics,
-                             user_mode=nics.user_mode(runtime_from(request)), **kwargs)
+                             user_mode=nics.user_mode(runtime_from(request), server_nics),
+                             **kwargs)
 
 
 def volume_reserver(runtime: Runtime) -> VolumeReserver | None:

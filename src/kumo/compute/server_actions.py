@@ -162,8 +162,8 @@ async def rebuild(request: Request, in_session: InSession, compute: ComputeServi
         session.flush()
         shown = views.server_view(server, base, mv, context, [], show=True, basic=mv < (2, 75),
                                   server_groups=server_groups.groups_of(session, server.id),
-                                  nics=nics.server_nics(session, server.id),
-                                  user_mode=nics.user_mode(runtime_from(request)))
+                                  nics=(found := nics.server_nics(session, server.id)),
+                                  user_mode=nics.user_mode(runtime_from(request), found))
         if mv >= (2, 75):
             from kumo.compute.routes import group_names
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,7 @@ class Nic:
     mtu: int
     fixed_ips: tuple[FixedIP, ...] = ()
     floating_ips: tuple[tuple[str, str], ...] = ()  # (fixed ip, floating ip)
+    host_id: str = ""  # binding:host_id: the host that built its tap, if any
 
     @property
     def tap(self) -> str:
@@ -292,7 +294,7 @@ def _nics(session: Session, links: list[VirtualInterface]) -> list[Nic]:
                 dhcp_server=dhcp.get(subnet.id) if subnet.enable_dhcp else None))
         nics.append(Nic(port_id=port.id, network_id=network.id, network_name=network.name,
                         mac=port.mac_address, mtu=network.mtu, fixed_ips=tuple(fixed),
-                        floating_ips=tuple(floating[port.id])))
+                        floating_ips=tuple(floating[port.id]), host_id=port.host_id))
     return nics
 
 
@@ -387,7 +389,13 @@ def notify(runtime: Runtime) -> None:
         agent.changed()
 
 
-def user_mode(runtime: Runtime) -> bool:
-    """Guests use QEMU user networking (the network driver builds no namespace here)."""
+def user_mode(runtime: Runtime, server_nics: Sequence[Nic] = ()) -> bool:
+    """The server's guest uses QEMU user networking.
+
+    Not when this process builds real networks (a namespace here), nor when a host has
+    bound one of its ports (an agent built its taps: an API process builds nothing
+    itself); under user networking ports are never bound."""
     agent = runtime.services.get("network")
-    return getattr(agent, "namespace", None) is None
+    if getattr(agent, "namespace", None) is not None:
+        return False
+    return not any(nic.host_id for nic in server_nics)
