@@ -175,6 +175,8 @@ class Agent:
             registry.register(session, self.host, facts, placement,
                               host_ip=settings.agent.my_ip or default_ip(),
                               agent_url=self.agent_url)
+        if self.network is not None:
+            self.network.changed()  # every host's VXLAN tunnels now include this one
 
     async def _beat(self) -> None:
         while True:

@@ -23,6 +23,7 @@ from kumo.agent.dispatch import JobDispatch
 from kumo.agent.jobs import JobQueue
 from kumo.agent.process import Agent, AgentCompute
 from kumo.db.engine import libpq_url, session_scope
+from kumo.hypervisor.driver import Nic
 from kumo.network.agent import NetworkAgent, UserNetworking, build_driver
 from kumo.runtime import Runtime
 
@@ -65,6 +66,17 @@ class NetworkFanout(NetworkAgent):
     def changed(self) -> None:
         if self.local:
             self.apply_locally()
+        self._tell_others()
+
+    def plug(self, server_id: str) -> tuple[str | None, tuple[Nic, ...]]:
+        """Bind and build here, then let the other hosts learn where the ports now are
+        (their VXLAN forwarding entries)."""
+        found = super().plug(server_id)
+        if found[0] is not None:
+            self._tell_others()
+        return found
+
+    def _tell_others(self) -> None:
         with session_scope(self.runtime.sessions) as session:
             hosts = [node.host for node in registry.nodes(session)]
         for host in hosts:

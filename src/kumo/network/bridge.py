@@ -22,13 +22,20 @@ from typing import Protocol
 
 from kumo.config import Settings
 from kumo.errors import ToolError
-from kumo.network import firewall
+from kumo.network import firewall, vxlan
 from kumo.network.dnsmasq import PACKAGE as DNSMASQ_PACKAGE
 from kumo.network.dnsmasq import Dnsmasq
-from kumo.network.links import Batch, ensure_addresses, ensure_bridge, ensure_port, read_links
+from kumo.network.links import (
+    Batch,
+    Link,
+    ensure_addresses,
+    ensure_bridge,
+    ensure_port,
+    read_links,
+)
 from kumo.network.netns import Namespace, namespace_name
 from kumo.network.proxy import PackageProxy, host_mirrors
-from kumo.network.topology import NetworkPlan, Topology
+from kumo.network.topology import VXLAN_PREFIX, NetworkPlan, Topology
 from kumo.network.uplink import EGRESS_LINK, NS_UPLINK, Egress, Uplink
 from kumo.process import require
 
@@ -36,7 +43,7 @@ log = logging.getLogger("kumo.network")
 
 RUN_ROOT = Path("/run/kumo")
 METADATA_PORT = 80
-_OURS = ("brq", "tap")
+_OURS = ("brq", "tap", VXLAN_PREFIX)
 CONNTRACK_PACKAGE = "conntrack"
 
 
@@ -110,8 +117,10 @@ class BridgeNetworking:
     def _apply(self, topology: Topology) -> None:
         external = next((n for n in topology.networks if n.external), None)
         links = read_links(self.ns)
+        segments = vxlan.plan(topology, self.host)
+        self._make_segments(links, segments)
         batch = Batch(self.ns)
-        wanted = self._wanted_links(topology, external)
+        wanted = self._wanted_links(topology, external) | set(segments)
         for name in sorted(links):
             if name.startswith(_OURS) and name not in wanted:
                 batch.add("link", "del", name)
@@ -119,6 +128,8 @@ class BridgeNetworking:
             ensure_bridge(batch, links, network.bridge, network.mtu)
             if not network.admin_up:
                 batch.add("link", "set", network.bridge, "down")
+        for segment in segments.values():
+            vxlan.enslave(batch, links, segment)
         for port in topology.guest_ports(self.host):
             home = topology.network(port.network_id)
             if home is None:
@@ -128,9 +139,10 @@ class BridgeNetworking:
                 batch.add("link", "set", port.tap, "down")
         if external is not None:
             ensure_port(batch, links, NS_UPLINK, external.bridge, external.mtu, create_tap=False)
-        for bridge, addresses in self._addresses(topology).items():
+        for bridge, addresses in self._addresses(topology, self.host).items():
             ensure_addresses(batch, links, bridge, addresses)
         batch.commit()
+        vxlan.sync_entries(self.ns, segments)
 
         context = firewall.Context(
             host=self.host, external_bridge=external.bridge if external else None,
@@ -145,6 +157,18 @@ class BridgeNetworking:
         self._sync_metadata(topology)
         self._sync_proxy()
 
+    def _make_segments(self, links: dict[str, Link], segments: dict[str, vxlan.Segment]
+                       ) -> None:
+        """Replace VXLAN devices whose VNI or underlay address changed; make missing ones.
+
+        Made before the pass's batch, which then puts them on their bridges."""
+        for name, segment in segments.items():
+            link = links.get(name)
+            if link is not None and not vxlan.matches(link, segment):
+                self.ns.ip("link", "del", name)
+                del links[name]
+        vxlan.create(self.ns, [s for name, s in sorted(segments.items()) if name not in links])
+
     def _wanted_links(self, topology: Topology, external: NetworkPlan | None) -> set[str]:
         wanted = {n.bridge for n in topology.networks}
         wanted |= {p.tap for p in topology.guest_ports(self.host)
@@ -152,9 +176,10 @@ class BridgeNetworking:
         return wanted
 
     @staticmethod
-    def _addresses(topology: Topology) -> dict[str, set[str]]:
+    def _addresses(topology: Topology, host: str) -> dict[str, set[str]]:
         """Every bridge's addresses: DHCP server and metadata, router interfaces; on the
-        external bridge the routers' gateways and the floating IPs."""
+        external bridge the routers' gateways and the floating IPs of this host's ports
+        (a floating IP answers where its server runs)."""
         found: dict[str, set[str]] = {n.bridge: set() for n in topology.networks}
         bridge = {n.id: n.bridge for n in topology.networks}
         prefix = {s.id: s.prefixlen for n in topology.networks for s in n.subnets}
@@ -171,8 +196,9 @@ class BridgeNetworking:
             if router.gateway is not None and router.gateway[0] in bridge:
                 network_id, cidr, ip = router.gateway
                 found[bridge[network_id]].add(f"{ip}/{cidr.split('/')[1]}")
+        elsewhere = {p.id for p in topology.ports if p.host_id and p.host_id != host}
         for fip in topology.floating_ips:
-            if fip.network_id in bridge and fip.fixed_ip:
+            if fip.network_id in bridge and fip.fixed_ip and fip.port_id not in elsewhere:
                 found[bridge[fip.network_id]].add(f"{fip.address}/32")
         return found
 
@@ -196,7 +222,7 @@ class BridgeNetworking:
             serving.add(network.id)
             Dnsmasq(self.ns, dhcp_root, network.id).sync(
                 network, topology.ports_on(network.id),
-                tuple(self.settings.network.dnsmasq_dns_servers))
+                tuple(self.settings.network.dnsmasq_dns_servers), host=self.host)
         for folder in dhcp_root.iterdir() if dhcp_root.is_dir() else ():
             if folder.is_dir() and folder.name not in serving:
                 Dnsmasq(self.ns, dhcp_root, folder.name).remove()

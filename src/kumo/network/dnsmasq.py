@@ -58,6 +58,9 @@ def render_conf(network: NetworkPlan, folder: Path, dns_servers: tuple[str, ...]
         "no-hosts",
         "no-ping",
         "dhcp-authoritative",
+        # silence, not a refusal, for a MAC without a lease here: on a network that spans
+        # hosts it is another host's port, and a NAK would cost the guest its address
+        "dhcp-ignore=tag:!known",
         "strict-order",
         f"pid-file={folder / 'pid'}",
         f"dhcp-leasefile={folder / 'leases'}",
@@ -109,15 +112,18 @@ class Dnsmasq:
         return self.daemon.pid()
 
     def sync(self, network: NetworkPlan, ports: list[PortPlan],
-             dns_servers: tuple[str, ...]) -> None:
-        """Write the network's files and make dnsmasq serve them (start, reload, restart)."""
+             dns_servers: tuple[str, ...], host: str | None = None) -> None:
+        """Write the network's files and make dnsmasq serve them (start, reload, restart).
+
+        With `host`, leases are only for the ports bound to it (or not bound yet): a
+        network spanning hosts is answered where each port lives. Names are for all."""
         hosts = self.folder / "hosts"
         hosts.mkdir(parents=True, exist_ok=True)
         for folder in (self.folder, hosts):
             os.chmod(folder, 0o755)  # dnsmasq reads them as nobody
         conf = render_conf(network, self.folder, dns_servers)
         conf_changed = _write_if_changed(self.folder / "dnsmasq.conf", conf)
-        hosts_changed = self._write_hosts(hosts, network, ports)
+        hosts_changed = self._write_hosts(hosts, network, ports, host)
         if self.pid() is not None and not conf_changed:
             if hosts_changed:
                 self.daemon.signal(signal.SIGHUP)
@@ -125,7 +131,8 @@ class Dnsmasq:
         self.stop()
         self._start()
 
-    def _write_hosts(self, hosts: Path, network: NetworkPlan, ports: list[PortPlan]) -> bool:
+    def _write_hosts(self, hosts: Path, network: NetworkPlan, ports: list[PortPlan],
+                     host: str | None) -> bool:
         dhcp_subnets = {s.id for s in network.subnets if s.enable_dhcp}
         wanted: dict[str, str] = {}
         names: list[str] = []
@@ -134,7 +141,8 @@ class Dnsmasq:
             if not addresses or not port.is_compute:
                 continue
             label = host_label(port)
-            wanted[port.id] = f"{port.mac},{addresses[0]},{label}\n"
+            if host is None or port.host_id in ("", host):
+                wanted[port.id] = f"{port.mac},{addresses[0]},{label}\n"
             names.append(f"{addresses[0]}\t{label}.{DOMAIN} {label}\n")
         changed = _write_if_changed(self.folder / "addn-hosts", "".join(names))
         for stale in hosts.iterdir():

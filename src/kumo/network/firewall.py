@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from kumo.network.netns import Namespace
 from kumo.network.topology import (
+    VXLAN_PREFIX,
     GroupPlan,
     NetworkPlan,
     PortPlan,
@@ -120,13 +121,25 @@ def _bridge_table(topology: Topology, ports: list[PortPlan]) -> list[str]:
     to_guest = [f"{_quote(p.tap)} : jump to-{chain_id(p.id)}" for p in ports]
     lines += _map_block("from_guest", "ifname : verdict", from_guest)
     lines += _map_block("to_guest", "ifname : verdict", to_guest)
+    # Every host answers a network's service addresses (DHCP, metadata, router) itself:
+    # ARP for them and DHCP never cross a VXLAN tunnel, so a guest reaches its own
+    # host's (another host's dnsmasq would refuse a lease it does not hold).
+    here = sorted({ip for _bridge, ip in _service_addresses(topology)})
+    lines += _set_block("answered_here", "ipv4_addr", here)
+    tunnel = _quote(VXLAN_PREFIX + "*")
     lines += [
         "  chain prerouting {",
         "    type filter hook prerouting priority -200; policy accept;",
+        f"    iifname {tunnel} arp operation request arp daddr ip @answered_here drop",
+        f"    iifname {tunnel} arp operation reply arp saddr ip @answered_here drop",
+        f"    iifname {tunnel} udp dport {{ 67, 68 }} drop",
         "    iifname vmap @from_guest",
         "  }",
         "  chain postrouting {",
         "    type filter hook postrouting priority 200; policy accept;",
+        f"    oifname {tunnel} arp operation request arp daddr ip @answered_here drop",
+        f"    oifname {tunnel} arp operation reply arp saddr ip @answered_here drop",
+        f"    oifname {tunnel} udp dport {{ 67, 68 }} drop",
         "    oifname vmap @to_guest",
         "  }",
     ]

@@ -20,6 +20,8 @@ class Link:
     mtu: int
     up: bool
     addresses: set[str] = field(default_factory=set)  # "10.0.0.2/24"
+    vni: int | None = None  # a VXLAN device's id
+    local: str = ""  # a VXLAN device's underlay address
 
 
 def read_links(ns: Namespace) -> dict[str, Link]:
@@ -27,10 +29,12 @@ def read_links(ns: Namespace) -> dict[str, Link]:
     links: dict[str, Link] = {}
     for entry in ns.ip_json("-d", "link", "show"):
         info = entry.get("linkinfo") or {}
+        data = info.get("info_data") or {}
         links[entry["ifname"]] = Link(
             name=entry["ifname"], kind=str(info.get("info_kind", "")),
             master=entry.get("master"), mtu=int(entry.get("mtu", 0)),
             up="UP" in entry.get("flags", ()),
+            vni=int(data["id"]) if "id" in data else None, local=str(data.get("local", "")),
         )
     for entry in ns.ip_json("-4", "addr", "show"):
         link = links.get(entry.get("ifname", ""))

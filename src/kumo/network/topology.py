@@ -2,8 +2,8 @@
 
 `snapshot()` reads it in one transaction. Names of host devices follow Neutron's
 Linux bridge agent, so an operator who knows Neutron finds them: `brq<network
-id[:11]>` per network, `tap<port id[:11]>` per port (15 characters at most, the
-kernel's limit).
+id[:11]>` per network, `tap<port id[:11]>` per port, `vxlan-<VNI>` per network joined
+to other hosts (15 characters at most, the kernel's limit).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from kumo.agent.models import ComputeNode
 from kumo.config import Settings
 from kumo.network.models import (
     DEVICE_OWNER_DHCP,
@@ -46,6 +47,14 @@ def bridge_name(network_id: str) -> str:
 
 def tap_name(port_id: str) -> str:
     return "tap" + port_id[:11]
+
+
+VXLAN_PREFIX = "vxlan-"
+
+
+def vxlan_name(vni: int) -> str:
+    """A tenant network's VXLAN device (Neutron's `vxlan-<segmentation id>`)."""
+    return f"{VXLAN_PREFIX}{vni}"
 
 
 @dataclass(frozen=True)
@@ -156,6 +165,8 @@ class Topology:
     groups: tuple[GroupPlan, ...] = ()
     routers: tuple[RouterPlan, ...] = ()
     floating_ips: tuple[FloatingPlan, ...] = ()
+    # (host, underlay address) of every registered compute host: VXLAN's other ends
+    tunnels: tuple[tuple[str, str], ...] = ()
 
     def network(self, network_id: str) -> NetworkPlan | None:
         return next((n for n in self.networks if n.id == network_id), None)
@@ -239,6 +250,8 @@ def snapshot(session: Session, settings: Settings | None = None) -> Topology:
                          port_id=f.fixed_port_id, router_id=f.router_id)
             for f in session.scalars(select(FloatingIP).order_by(FloatingIP.id))
         ),
+        tunnels=tuple((host, ip) for host, ip in session.execute(
+            select(ComputeNode.host, ComputeNode.host_ip).order_by(ComputeNode.host))),
     )
 
 
