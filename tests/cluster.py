@@ -65,6 +65,7 @@ class Cluster:
     apis: int = 2
     store: str = "swift"  # swift | file (a folder every host shares)
     conf: str = ""  # extra kumo.conf lines for every process
+    network: str = "user"  # [network] driver of the agents: user | bridge (VXLAN across hosts)
     host_conf: dict[int, str] = field(default_factory=dict)  # extra [DEFAULT] lines per host
     tag: str = field(default_factory=lambda: secrets.token_hex(3))
     postgres: PostgresCluster | None = None
@@ -132,7 +133,8 @@ class Cluster:
     def _conf(self, folder: Path, extra: str = "") -> None:
         folder.mkdir(parents=True, exist_ok=True)
         lines = ["[DEFAULT]", "report_interval = 2", "service_down_time = 10", extra,
-                 "[network]", "driver = user", "[glance_store]"]
+                 "[network]", f"driver = {self.network}", "package_proxy = false",
+                 "[glance_store]"]
         if self.swift is not None:
             lines += ["default_store = swift", f"swift_store_auth_address = {self.swift.auth_url}",
                       "swift_store_auth_version = 1", f"swift_store_user = {USER}",
@@ -145,7 +147,10 @@ class Cluster:
         log = self.root / f"{key}.log"
         offset = log.stat().st_size if log.exists() else 0
         env = dict(os.environ, PYTHONUNBUFFERED="1", HOME=str(self.root / "home"))
-        popen = subprocess.Popen(["ip", "netns", "exec", netns, *argv], env=env,
+        # nsenter enters the network namespace only: `ip netns exec` would also give the
+        # process a mount namespace of its own, hiding the namespaces an agent adds
+        # under /run/netns (kumo's own, with bridge networking) from everyone else.
+        popen = subprocess.Popen(["nsenter", f"--net=/run/netns/{netns}", "--", *argv], env=env,
                                  stdout=log.open("ab"), stderr=subprocess.STDOUT,
                                  start_new_session=True, preexec_fn=die_with_parent)
         process = Process(key, popen, log, offset)
@@ -254,6 +259,11 @@ class Cluster:
         if self.postgres is not None:
             self.postgres.stop()
         self._reap_guests()
+        if self.network == "bridge":
+            for n in range(1, self.hosts + 1):  # dnsmasq, kumo's namespace, the uplink
+                subprocess.run(["nsenter", f"--net=/run/netns/{self.host_ns(n)}", "--", KUMO,
+                                "network", "cleanup", "--force", "--data-dir",
+                                str(self.root / f"host{n}")], capture_output=True, check=False)
         for name in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
         self.namespaces.clear()

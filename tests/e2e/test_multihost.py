@@ -3,8 +3,9 @@
 Each host is a network namespace running `kumo agent` (tests/cluster.py); the API
 processes and a one-replica Swift sit on the underlay bridge; PostgreSQL listens on a
 unix socket. The real `openstack` CLI does what a user would; the tests wait on states
-over HTTP (cheaper than a CLI start per poll). Guests are the tiny image on user-mode
-networking (guest-to-guest traffic across hosts is the VXLAN part, not built yet).
+over HTTP (cheaper than a CLI start per poll). Guests are the tiny image on real
+networks: each host builds them in its own kumo namespace, and a network's bridges on
+different hosts are joined by VXLAN over the underlay.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,11 +34,13 @@ pytestmark = [
                        reason="Swift is not installed (make deps installs it)"),
 ]
 V = "/compute/v2.1"
+SSH = ["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+       "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"]
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, tiny_image: Path) -> Iterator[Cluster]:
-    started = Cluster(tmp_path_factory.mktemp("cluster")).start()
+    started = Cluster(tmp_path_factory.mktemp("cluster"), network="bridge").start()
     try:
         # Uploaded through the first API process: the bytes go to Swift.
         started.openstack("image", "create", "--disk-format", "qcow2", "--container-format",
@@ -186,3 +190,71 @@ def test_a_stopped_agent_is_down_and_its_jobs_wait_for_it(
         listed = json.loads(cluster.openstack("compute", "service", "list", "--host", host,
                                               "-f", "json").stdout)
         assert listed[0]["State"] == "up"
+
+
+def test_guests_on_two_hosts_talk_and_a_floating_ip_follows_its_server(
+        cluster: Cluster, api: httpx.Client, tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    undo: list[tuple[str, ...]] = []  # openstack commands that remove what the test made
+
+    def made(*args: str, then: tuple[str, ...]) -> dict[str, Any]:
+        undo.append(then)
+        return dict(json.loads(cluster.openstack(*args, "-f", "json").stdout))
+
+    def in_guest(host: str, address: str, command: str) -> bool:
+        """`command` run in a guest over SSH, from the host its floating IP lives on."""
+        done = subprocess.run(["ip", "netns", "exec", cluster.host_ns(int(host[4:])), *SSH,
+                               "-i", str(key), f"tiny@{address}", command],
+                              capture_output=True, text=True, timeout=60, check=False)
+        return done.returncode == 0
+
+    try:
+        made("keypair", "create", "--public-key", f"{key}.pub", "kx",
+             then=("keypair", "delete", "kx"))
+        made("network", "create", "netx", then=("network", "delete", "netx"))
+        made("subnet", "create", "--network", "netx", "--subnet-range", "10.60.1.0/24", "subx",
+             then=("subnet", "delete", "subx"))
+        made("router", "create", "rx", then=("router", "delete", "rx"))
+        cluster.openstack("router", "set", "--external-gateway", "public", "rx")
+        cluster.openstack("router", "add", "subnet", "rx", "subx")
+        undo.append(("router", "remove", "subnet", "rx", "subx"))
+        made("security", "group", "create", "sgx", then=("security", "group", "delete", "sgx"))
+        for protocol, port in (("tcp", "22"), ("icmp", "")):
+            cluster.openstack("security", "group", "rule", "create", "--protocol", protocol,
+                              *(("--dst-port", port) if port else ()), "sgx")
+        group = made("server", "group", "create", "--policy", "anti-affinity", "apartx",
+                     then=("server", "group", "delete", "apartx"))
+        fip = json.loads(cluster.openstack("floating", "ip", "create", "public", "-f",
+                                           "json").stdout)["floating_ip_address"]
+        undo.append(("floating", "ip", "delete", fip))
+        with servers(cluster, api, "near", "far"):
+            for name in ("near", "far"):
+                create(cluster, name, "--network", "netx", "--security-group", "sgx",
+                       "--key-name", "kx", "--hint", f"group={group['id']}")
+            near, far = (wait_status(api, n, "ACTIVE") for n in ("near", "far"))
+            host, far_host = near["OS-EXT-SRV-ATTR:host"], far["OS-EXT-SRV-ATTR:host"]
+            assert host != far_host
+            far_ip = far["addresses"]["netx"][0]["addr"]
+            assert far_ip.startswith("10.60.1."), far["addresses"]  # its port's, not QEMU's
+            cluster.openstack("server", "add", "floating", "ip", "near", fip)
+            # SSH on the floating IP (near's key came from its host's metadata service),
+            # then ICMP and TCP to far, on another host, over VXLAN.
+            until(lambda: in_guest(host, fip, "true"), "SSH to near on its floating IP", 300)
+            until(lambda: in_guest(host, fip, f"ping -c 1 -W 2 {far_ip}"),
+                  "near pings far on another host", 60)
+            until(lambda: in_guest(host, fip, f"echo | nc -w 3 {far_ip} 22 | grep -q SSH-"),
+                  "near reaches far's SSH on another host", 60)
+            # The floating IP follows near to the third host (anti-affinity keeps it off
+            # far's) and answers there, not on its old host.
+            cluster.openstack("server", "migrate", "near")
+            dest = wait_status(api, "near", "VERIFY_RESIZE")["OS-EXT-SRV-ATTR:host"]
+            cluster.openstack("server", "migration", "confirm", "near")
+            wait_status(api, "near", "ACTIVE")
+            assert dest not in (host, far_host)
+            until(lambda: in_guest(dest, fip, f"ping -c 1 -W 2 {far_ip}"),
+                  "near, on its new host, pings far through its floating IP", 300)
+            assert not in_guest(host, fip, "true")
+    finally:
+        for args in reversed(undo):
+            cluster.openstack(*args, check=False)
