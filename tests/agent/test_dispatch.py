@@ -121,19 +121,6 @@ def test_services_hypervisors_and_host_status_follow_heartbeats(
     assert [z["zoneName"] for z in zones["availabilityZoneInfo"]] == ["az2", "nova"]
 
 
-def test_an_api_process_has_no_guest_consoles_and_says_so(
-        scaled: Runtime, add_host: Callable[..., None], boot: Boot, client: TestClient,
-        admin: dict[str, str]) -> None:
-    """VNC and serial sockets live on the agent's host: an API process answers 503."""
-    add_host("h1")
-    server = boot("vm1")
-    answer = client.post(f"{V}/servers/{server['id']}/remote-consoles",
-                         headers={**admin, "OpenStack-API-Version": "compute 2.6"},
-                         json={"remote_console": {"protocol": "vnc", "type": "novnc"}})
-    assert answer.status_code == 503, answer.text
-    assert "runs no guests" in answer.json()["serviceUnavailable"]["message"]
-
-
 def test_an_api_process_has_no_block_storage_and_says_so(
         scaled: Runtime, add_host: Callable[..., None], boot: Boot, client: TestClient,
         admin: dict[str, str]) -> None:

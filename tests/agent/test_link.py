@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from kumo.agent.link import HEADER, agent_app, link_key, sign, verify
 from kumo.errors import NotFound
@@ -65,3 +68,39 @@ def test_kumo_up_on_postgresql_answers_its_link_under_agent(runtime: Runtime) ->
                                                                      target)})
         assert answer.status_code == 404 and "no disk of server s1" in answer.text
         assert client.get("/agent" + target).status_code == 403
+
+
+def test_console_websockets_open_to_signed_callers_only() -> None:
+    """The handshake is checked before it is accepted: a bad, stale or missing
+    signature, or one for another server, is refused; a good one is relayed."""
+    opened: list[tuple[str, str]] = []
+
+    async def consoles(websocket: WebSocket, server_id: str, kind: str) -> None:
+        opened.append((server_id, kind))
+        await websocket.send_bytes(f"{kind} of {server_id}".encode())
+        assert await websocket.receive_bytes() == b"typed"
+        await websocket.close()
+
+    def nothing(*_args: object) -> Any:
+        raise NotFound("unused")
+
+    app = agent_app(KEY, nothing, nothing, nothing, consoles)
+    target = "/v1/servers/s1/consoles/serial"
+    with TestClient(app) as client:
+        with client.websocket_connect(target, headers={HEADER: sign(KEY, "GET", target)}) as ws:
+            assert ws.receive_bytes() == b"serial of s1"
+            ws.send_bytes(b"typed")
+        for headers in ({HEADER: sign(b"z" * 32, "GET", target)},  # another key
+                        {HEADER: sign(KEY, "GET", target, now=time.time() - 61)},  # stale
+                        {HEADER: sign(KEY, "GET", "/v1/servers/s2/consoles/serial")},
+                        {HEADER: sign(KEY, "POST", target)},
+                        {}):
+            with pytest.raises(WebSocketDisconnect) as refused, \
+                    client.websocket_connect(target, headers=headers):
+                pass
+            assert refused.value.code == 1008
+        other = "/v1/servers/s1/consoles/spice"
+        with pytest.raises(WebSocketDisconnect), client.websocket_connect(
+                other, headers={HEADER: sign(KEY, "GET", other)}):
+            pass
+    assert opened == [("s1", "serial")]

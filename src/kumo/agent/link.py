@@ -10,6 +10,9 @@ later. Only kumo's own processes know the key.
 - GET /v1/servers/{id}/console[?length=N]: the serial console, as os-getConsoleOutput
 - GET /v1/servers/{id}/disk: the instance disk (qcow2 on its `_base` image), streamed
 - GET /v1/servers/{id}/record: what the disk is (image id, format, base), for a migration
+- WS /v1/servers/{id}/consoles/{vnc|serial}: the guest's console, relayed to its socket
+  (kumo.console.remote); the handshake is signed as a GET of that path and refused
+  (HTTP 403) before it is accepted when the signature is bad or stale
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -26,9 +29,10 @@ from urllib.parse import urlencode
 import httpx
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from kumo.agent import registry
 from kumo.db.engine import session_scope
@@ -130,23 +134,29 @@ def stream_from(runtime: Runtime, host: str, path: str, dest: Path) -> int:
 
 # -- the agent side ---------------------------------------------------------------------
 
+CONSOLE_KINDS = ("vnc", "serial")
+ConsoleRelay = Callable[[WebSocket, str, str], Awaitable[None]]
+
+
 def agent_app(key: bytes, console: Callable[[str, int | None], str],
               disk: Callable[[str], Path],
-              record: Callable[[str], dict[str, Any]]) -> Starlette:
-    """The agent's HTTP app: `console(server_id, length)`, `disk(server_id)` and
-    `record(server_id)` (the disk's instance.json)."""
+              record: Callable[[str], dict[str, Any]],
+              consoles: ConsoleRelay | None = None) -> Starlette:
+    """The agent's HTTP app: `console(server_id, length)`, `disk(server_id)`,
+    `record(server_id)` (the disk's instance.json) and `consoles(websocket, server_id,
+    kind)`, which relays an accepted websocket to the guest's `vnc` or `serial` socket."""
 
-    def allowed(request: Request) -> bool:
+    def allowed(request: HTTPConnection, method: str) -> bool:
         # Signed as the agent's own path: without the prefix it is mounted at (kumo up's
         # /agent), which Starlette keeps in the path and names in root_path.
         path, mounted = request.url.path, str(request.scope.get("root_path", ""))
         if mounted and path.startswith(mounted):
             path = path[len(mounted):]
         target = path + (f"?{request.url.query}" if request.url.query else "")
-        return verify(key, request.headers.get(HEADER), request.method, target)
+        return verify(key, request.headers.get(HEADER), method, target)
 
     async def console_log(request: Request) -> Response:
-        if not allowed(request):
+        if not allowed(request, request.method):
             return PlainTextResponse("bad or missing signature", status_code=403)
         raw = request.query_params.get("length")
         length = int(raw) if raw and raw.lstrip("-").isdigit() else None
@@ -157,7 +167,7 @@ def agent_app(key: bytes, console: Callable[[str, int | None], str],
         return PlainTextResponse(text)
 
     async def server_disk(request: Request) -> Response:
-        if not allowed(request):
+        if not allowed(request, request.method):
             return PlainTextResponse("bad or missing signature", status_code=403)
         try:
             path = disk(request.path_params["id"])
@@ -174,14 +184,26 @@ def agent_app(key: bytes, console: Callable[[str, int | None], str],
                                  headers={"content-length": str(path.stat().st_size)})
 
     async def disk_record(request: Request) -> Response:
-        if not allowed(request):
+        if not allowed(request, request.method):
             return PlainTextResponse("bad or missing signature", status_code=403)
         try:
             return JSONResponse(record(request.path_params["id"]))
         except KumoError as exc:
             return PlainTextResponse(exc.message, status_code=exc.status)
 
+    async def console_socket(websocket: WebSocket) -> None:
+        # A websocket handshake is a GET: refused before it is accepted (HTTP 403).
+        kind = websocket.path_params["kind"]
+        if not allowed(websocket, "GET"):
+            await websocket.close(code=1008, reason="bad or missing signature")
+        elif consoles is None or kind not in CONSOLE_KINDS:
+            await websocket.close(code=1008, reason=f"no {kind} console here")
+        else:
+            await websocket.accept()
+            await consoles(websocket, websocket.path_params["id"], kind)
+
     routes: list[Any] = [Route("/v1/servers/{id}/console", console_log),
                          Route("/v1/servers/{id}/disk", server_disk),
-                         Route("/v1/servers/{id}/record", disk_record)]
+                         Route("/v1/servers/{id}/record", disk_record),
+                         WebSocketRoute("/v1/servers/{id}/consoles/{kind}", console_socket)]
     return Starlette(routes=routes)

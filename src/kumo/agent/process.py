@@ -4,8 +4,8 @@
 own `_base` cache, metadata service, network agent) around an `AgentCompute`, and adds
 `Agent`, which registers the host, beats every `report_interval` seconds, runs the
 procrastinate worker on queue `host:<name>` and serves the signed agent link
-(console log, disk for migrations). `kumo up` on PostgreSQL runs the same `Agent`
-beside its APIs.
+(console log, disk for migrations, the guests' VNC and serial consoles). `kumo up` on
+PostgreSQL runs the same `Agent` beside its APIs.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 from procrastinate import App
 from sqlalchemy import ColumnElement
+from starlette.websockets import WebSocket
 
 from kumo.agent import migration, registry
 from kumo.agent.jobs import JobQueue, queue_of, retry_interrupted, worker_app
@@ -205,5 +206,12 @@ class Agent:
 
 def link_app(runtime: Runtime, compute: AgentCompute) -> Any:
     """The signed agent link of this host's compute (kumo.agent.link)."""
+    from kumo.console.relay import relay_local, serial_relay_of
+
+    serial = serial_relay_of(runtime)
+
+    async def consoles(websocket: WebSocket, server_id: str, kind: str) -> None:
+        await relay_local(websocket, compute.hypervisor, serial, server_id, kind)
+
     return agent_app(link_key(runtime), compute.console_log, compute.disk_path,
-                     compute.instance_record)
+                     compute.instance_record, consoles)

@@ -6,6 +6,9 @@ Each call issues one single-use token and answers with the URL that spends it:
   websocket is relayed to QEMU's VNC unix socket;
 - serial: `ws(s)://{host}/console/serial/{server}?token=...`, a websocket relayed
   to the guest's first serial port (what nova's serial proxy hands out).
+
+Any API process issues them for a server on any host whose agent is up; the
+websocket is relayed to that host's agent (`remote.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from kumo.agent.dispatch import dispatch_of
 from kumo.api.context import RequestContext
 from kumo.api.parts import in_session, runtime_from
 from kumo.compute import servers
@@ -23,6 +27,7 @@ from kumo.compute.microversion import version_of
 from kumo.compute.models import ACTIVE, RUNNING
 from kumo.compute.service import compute_of
 from kumo.console import tokens
+from kumo.console.remote import check_host_up, local_hypervisor
 from kumo.errors import BadRequest, Conflict, NotFound
 from kumo.runtime import Runtime
 
@@ -62,8 +67,8 @@ def _check_type(protocol: Any, console_type: Any) -> str:
 async def _issue(request: Request, server_id: str, console_type: str) -> str:
     """Check the server can show the console now; a token for it (its URL)."""
     runtime = runtime_from(request)
-    compute = compute_of(runtime)
-    hypervisor = compute.hypervisor
+    scaled = dispatch_of(runtime) is not None  # hosts with agents (PostgreSQL)
+    here = None if scaled else compute_of(runtime).host
 
     def work(session: Session, context: RequestContext) -> str:
         context.require_writer()
@@ -71,14 +76,18 @@ async def _issue(request: Request, server_id: str, console_type: str) -> str:
         if server.vm_state != ACTIVE or server.power_state != RUNNING:
             raise Conflict(f"Instance {server.id} is not ready (it is {server.vm_state}); "
                            "consoles are open while it runs")
-        here = compute.host
-        if server.host is not None and server.host != here:
+        hypervisor = local_hypervisor(runtime, server.host)
+        if hypervisor is not None:
+            if not hypervisor.console_socket(server.id, SOCKET_OF[console_type]).exists():
+                raise Conflict(f"Instance {server.id} was started without a {console_type} "
+                               "console (before kumo had consoles); stop and start it to "
+                               "get one")
+        elif scaled:
+            check_host_up(session, runtime, server.id, server.host)
+        else:
             raise Conflict(f"Instance {server.id} runs on host {server.host}; this kumo "
                            f"({here}) relays consoles of its own host's servers only. Use "
                            "`openstack console log show` there, or the kumo on that host")
-        if not hypervisor.console_socket(server.id, SOCKET_OF[console_type]).exists():
-            raise Conflict(f"Instance {server.id} was started without a {console_type} "
-                           "console (before kumo had consoles); stop and start it to get one")
         return tokens.issue(session, console_type=console_type, server_id=server.id,
                             project_id=server.project_id, user_id=context.user_id,
                             ttl=runtime.settings.console.token_ttl)

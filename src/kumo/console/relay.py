@@ -12,6 +12,10 @@ refusal closes the handshake with HTTP 403 and is logged with its reason.
   per server is shared by every viewer (`SerialHub`); each viewer first receives the
   end of `console.log` (QEMU writes it whether or not anyone watches), then the live
   output; what any viewer types goes to the guest.
+
+These relays run where the guest's sockets are: in `kumo up` for its own guests, and
+in each host's agent behind its signed agent link; an API process relays the
+consoles of other hosts' guests to their agents (`remote.py`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from kumo.compute.models import Server
 from kumo.console.origin import check_origin
 from kumo.console.tokens import ConsoleGrant, spend
 from kumo.db.engine import session_scope
-from kumo.errors import Forbidden
+from kumo.errors import Forbidden, KumoError
+from kumo.hypervisor.driver import Hypervisor
+from kumo.hypervisor.qemu import CONSOLE_LOG
 from kumo.runtime import Runtime
 
 log = logging.getLogger("kumo.console")
@@ -42,32 +48,26 @@ QUEUE_LIMIT = 1024  # chunks a slow viewer may lag behind before it is dropped
 
 
 async def authorize(websocket: WebSocket, runtime: Runtime, console_type: str,
-                    server_id: str) -> ConsoleGrant:
-    """Origin, token and server checks of one handshake (Forbidden when refused)."""
+                    server_id: str) -> str | None:
+    """Origin, token and server checks of one handshake (Forbidden when refused); the
+    host the server runs on."""
     check_origin(websocket.headers, public_url=runtime.settings.base_url,
                  allowed_origins=runtime.settings.console.allowed_origins)
     token = websocket.query_params.get("token", "")
 
-    def work() -> ConsoleGrant:
+    def work() -> str | None:
         with session_scope(runtime.sessions) as session:
             grant = spend(session, token, console_type=console_type, server_id=server_id)
-            _check_server(session, grant)
-            return grant
+            return _host_of_server(session, grant)
 
     return await run_in_threadpool(work)
 
 
-def _check_server(session: Session, grant: ConsoleGrant) -> None:
+def _host_of_server(session: Session, grant: ConsoleGrant) -> str | None:
     server = session.get(Server, grant.server_id)
     if server is None or server.project_id != grant.project_id:
         raise Forbidden("the server of this console token no longer exists")
-
-
-def socket_path(runtime: Runtime, server_id: str, kind: str) -> Path:
-    """Where this host's hypervisor keeps the guest's `vnc` or `serial` socket."""
-    from kumo.compute.service import compute_of
-
-    return compute_of(runtime).hypervisor.console_socket(server_id, kind)
+    return server.host
 
 
 async def refuse(websocket: WebSocket, reason: str) -> None:
@@ -77,8 +77,9 @@ async def refuse(websocket: WebSocket, reason: str) -> None:
     await websocket.close(code=1008, reason=reason[:120])
 
 
-async def _pump_from_websocket(websocket: WebSocket,
-                               write: Callable[[bytes], Awaitable[None]]) -> None:
+async def pump_from_websocket(websocket: WebSocket,
+                              write: Callable[[bytes], Awaitable[None]]) -> None:
+    """Pass what the viewer sends (binary or text frames) to `write` until it hangs up."""
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
@@ -108,14 +109,14 @@ async def relay_vnc(websocket: WebSocket, path: Path) -> None:
             await websocket.send_bytes(data)
 
     try:
-        await _first_done(_pump_from_websocket(websocket, to_guest), to_viewer())
+        await first_done(pump_from_websocket(websocket, to_guest), to_viewer())
     finally:
         writer.close()
         with contextlib.suppress(Exception):
             await websocket.close()
 
 
-async def _first_done(*jobs: Awaitable[None]) -> None:
+async def first_done(*jobs: Awaitable[None]) -> None:
     """Run the jobs until one ends (either side hung up); cancel the others."""
     tasks = [asyncio.ensure_future(job) for job in jobs]
     try:
@@ -201,10 +202,23 @@ class SerialRelay:
                     hub.task.cancel()
                 hub.writer.close()
 
-    async def relay(self, websocket: WebSocket, path: Path, console_log: Path) -> None:
+    async def start(self) -> None:
+        """Nothing to start: hubs open with their first viewer."""
+
+    async def stop(self) -> None:
+        """Close every hub's connection (the process is stopping)."""
+        async with self._lock:
+            hubs, self._hubs = list(self._hubs.values()), {}
+        for hub in hubs:
+            if hub.task is not None:
+                hub.task.cancel()
+            hub.writer.close()
+
+    async def relay(self, websocket: WebSocket, server_id: str, path: Path,
+                    console_log: Path) -> None:
         """Relay one accepted websocket: the log so far, then live output both ways."""
         try:
-            hub = await self._hub(websocket.path_params["server_id"], path)
+            hub = await self._hub(server_id, path)
         except OSError as exc:
             await websocket.close(code=1011, reason=f"the guest's serial port is not "
                                                     f"reachable: {exc.strerror}")
@@ -220,8 +234,31 @@ class SerialRelay:
                 await websocket.send_bytes(data)
 
         try:
-            await _first_done(_pump_from_websocket(websocket, hub.send), to_viewer())
+            await first_done(pump_from_websocket(websocket, hub.send), to_viewer())
         finally:
             await self._leave(hub, queue)
             with contextlib.suppress(Exception):
                 await websocket.close()
+
+
+def serial_relay_of(runtime: Runtime) -> SerialRelay:
+    """The process's serial hubs, one set shared by its console app and its agent link
+    (`kumo up` on PostgreSQL has both: two hubs of one guest would fight over its port)."""
+    found = runtime.services.get("serial_consoles")
+    if not isinstance(found, SerialRelay):
+        found = runtime.services["serial_consoles"] = SerialRelay()
+    return found
+
+
+async def relay_local(websocket: WebSocket, hypervisor: Hypervisor, serial: SerialRelay,
+                      server_id: str, kind: str) -> None:
+    """Relay an accepted websocket to the `vnc` or `serial` socket of a guest of this host."""
+    try:
+        path = hypervisor.console_socket(server_id, kind)
+    except KumoError as exc:
+        await websocket.close(code=1011, reason=exc.message[:120])
+        return
+    if kind == "vnc":
+        await relay_vnc(websocket, path)
+    else:
+        await serial.relay(websocket, server_id, path, path.with_name(CONSOLE_LOG))

@@ -4,12 +4,14 @@
   opens; it does not spend the token, its websocket does.
 - `WS /console/novnc/{server}/websockify?token=...`: RFB over a websocket.
 - `WS /console/serial/{server}?token=...`: the serial port over a websocket.
+
+Either websocket is relayed here when the guest runs on this process's host, else to
+the agent of its host (`remote.py`).
 """
 
 from __future__ import annotations
 
 from importlib import resources
-from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -17,9 +19,9 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from kumo.console.relay import SerialRelay, authorize, refuse, relay_vnc, socket_path
+from kumo.console.relay import authorize, refuse, relay_local, serial_relay_of
+from kumo.console.remote import local_hypervisor, relay_to_agent
 from kumo.errors import KumoError
-from kumo.hypervisor.qemu import CONSOLE_LOG
 from kumo.runtime import Runtime
 
 # The page keeps its token out of Referer headers, caches and frames of other sites.
@@ -43,31 +45,32 @@ async def novnc_page(request: Request) -> Response:
     return HTMLResponse(page.read_text(), headers=PAGE_HEADERS)
 
 
-async def _accept(websocket: WebSocket, console_type: str, kind: str) -> Path | None:
-    """Check and accept one console handshake; the guest's socket, or None if refused."""
+async def _relay(websocket: WebSocket, console_type: str, kind: str) -> None:
+    """Check and accept one console handshake, then relay it: to the guest's socket when
+    it runs on this process's host, else to its host's agent."""
     runtime = _runtime(websocket.app)
     server_id = websocket.path_params["server_id"]
     try:
-        await authorize(websocket, runtime, console_type, server_id)
-        path = socket_path(runtime, server_id, kind)
+        host = await authorize(websocket, runtime, console_type, server_id)
     except KumoError as exc:
         await refuse(websocket, exc.message)
-        return None
+        return
     await websocket.accept(subprotocol=_offered_binary(websocket))
-    return path
+    hypervisor = local_hypervisor(runtime, host)
+    if hypervisor is not None:
+        await relay_local(websocket, hypervisor, serial_relay_of(runtime), server_id, kind)
+    elif host is None:
+        await websocket.close(code=1011, reason="the server is on no compute host")
+    else:
+        await relay_to_agent(websocket, runtime, host, server_id, kind)
 
 
 async def vnc_socket(websocket: WebSocket) -> None:
-    path = await _accept(websocket, "novnc", "vnc")
-    if path is not None:
-        await relay_vnc(websocket, path)
+    await _relay(websocket, "novnc", "vnc")
 
 
 async def serial_socket(websocket: WebSocket) -> None:
-    path = await _accept(websocket, "serial", "serial")
-    if path is not None:
-        relay: SerialRelay = websocket.app.state.serial_relay
-        await relay.relay(websocket, path, path.with_name(CONSOLE_LOG))
+    await _relay(websocket, "serial", "serial")
 
 
 def _offered_binary(websocket: WebSocket) -> str | None:
@@ -82,5 +85,5 @@ def build_app(runtime: Runtime) -> Starlette:
         WebSocketRoute("/serial/{server_id}", serial_socket),
     ])
     app.state.runtime = runtime
-    app.state.serial_relay = SerialRelay()
+    serial_relay_of(runtime)  # registered now, so that the process stops it
     return app
