@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from tests.cluster import Cluster
+from tests.e2e.consoles import read_until, ws_url_of
 
 pytestmark = [
     pytest.mark.e2e,
@@ -163,6 +164,24 @@ def test_cold_migration_moves_a_server_and_it_boots_on_the_new_host(
         assert [(m["Source Compute"], m["Dest Compute"], m["Status"])
                 for m in migrations if m["Server UUID"] == moved["id"]] == [
             (source, dest, "confirmed")]
+
+
+def test_consoles_of_a_server_on_an_agent_host_open_through_either_api_process(
+        cluster: Cluster, api: httpx.Client) -> None:
+    from websockets.sync.client import unix_connect
+
+    with servers(cluster, api, "viewer"):
+        create(cluster, "viewer")
+        booted(api, wait_status(api, "viewer", "ACTIVE")["id"], "the guest's boot")
+        for n, kind, first in ((1, "--serial", b"boot finished"), (0, "--novnc", b"RFB 003.")):
+            url = json.loads(cluster.openstack("console", "url", "show", kind, "viewer",
+                                               "-f", "json", api=n).stdout)["url"]
+            assert cluster.processes[f"api{n}"].url.split("//")[1] in url
+            cluster.http(n).close()  # its relay socket to API process n (tests/cluster.py)
+            # API process n checks the token, then relays to the agent of viewer's host.
+            with unix_connect(str(cluster.root / f"api{n}.sock"), ws_url_of(url),
+                              open_timeout=30, max_size=None) as ws:
+                read_until(ws, first)
 
 
 def test_a_stopped_agent_is_down_and_its_jobs_wait_for_it(
