@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import stat
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +27,13 @@ from kumo.server import (
     serve,
     write_clouds_yaml,
 )
+
+
+@pytest.fixture(autouse=True)
+def _unfreeze() -> Iterator[None]:
+    """A lifespan freezes what is alive; the test process must not keep it forever."""
+    yield
+    gc.unfreeze()
 
 
 def test_admin_password_is_generated_once_and_private(tmp_path: Path) -> None:
@@ -123,6 +132,23 @@ def test_lifespan_writes_clouds_announces_and_stops_services(
     merged = yaml.safe_load(user_clouds.read_text())["clouds"]
     assert merged["other"] == {"region_name": "R"}
     assert merged["kumo"] == own["clouds"]["kumo"]
+
+
+def test_lifespan_leaves_start_up_objects_out_of_later_collections(
+    runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    gc.unfreeze()
+    frozen = 0
+
+    async def run() -> None:
+        nonlocal frozen
+        async with lifespan(runtime, "pw", merge=False):
+            frozen = gc.get_freeze_count()
+
+    asyncio.run(run())
+    # the runtime, its engine and mappers are among them: a full collection skips them
+    assert frozen > 10_000
 
 
 def test_lifespan_without_merge_leaves_home_alone(
