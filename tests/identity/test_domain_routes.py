@@ -75,6 +75,9 @@ def test_groups_members_and_group_grants_reach_tokens(api: TestClient,
     token = auth(api, password(user["id"], "pw"), scope)
     assert token.status_code == 201
     assert {r["name"] for r in token.json()["token"]["roles"]} == {"member", "reader"}
+    checked = api.get(f"{V3}/auth/tokens", headers={
+        **admin_headers, "X-Subject-Token": token.headers["X-Subject-Token"]})
+    assert checked.json() == token.json()  # validating shows what the login issued
     users = api.get(f"{V3}/groups/{group['id']}/users", headers=admin_headers).json()["users"]
     assert [u["name"] for u in users] == ["gus"]
     mine = api.get(f"{V3}/users/{user['id']}/groups", headers=admin_headers).json()["groups"]

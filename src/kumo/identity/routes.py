@@ -60,8 +60,12 @@ async def v3_root(request: Request) -> Response:
     return JSONResponse({"version": version_document(request)})
 
 
-def token_body(runtime: Runtime, session: Any, data: TokenData) -> dict[str, Any]:
-    """Keystone's token document: user, methods, times, and by scope its roles and catalog."""
+def token_body(runtime: Runtime, session: Any, data: TokenData,
+               names: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Keystone's token document: user, methods, times, and by scope its roles and catalog.
+
+    `names`: the token's role names when the caller has just worked them out.
+    """
     user = session.get(User, data.user_id)
     token: dict[str, Any] = {
         "methods": list(data.methods),
@@ -77,10 +81,10 @@ def token_body(runtime: Runtime, session: Any, data: TokenData) -> dict[str, Any
     }
     if data.scope.unscoped:
         return {"token": token}  # no roles, no catalog: Keystone's unscoped token
-    names = token_role_names(session, data)
-    token["roles"] = [{"id": role.id, "name": role.name}
-                      for role in session.scalars(select(Role).order_by(Role.name))
-                      if role.name in names]
+    if names is None:
+        names = token_role_names(session, data)
+    token["roles"] = [{"id": role_id, "name": name} for role_id, name in session.execute(
+        select(Role.id, Role.name).where(Role.name.in_(names)).order_by(Role.name))]
     if data.project_id is not None:
         project = session.get(Project, data.project_id)
         token["project"] = {"id": project.id, "name": project.name,
@@ -120,19 +124,20 @@ def _subject(request: Request) -> str:
     return subject
 
 
-def _subject_data(session: Any, me: RequestContext, subject: str) -> TokenData:
-    """The subject token's content; 404 if it is not valid (as Keystone answers).
+def _subject_data(session: Any, me: RequestContext,
+                  subject: str) -> tuple[RequestContext, TokenData]:
+    """The subject token's context and content; 404 if it is not valid (as Keystone answers).
 
     Keystone's policy: the admin may look at any token, anyone else at their own.
     """
     try:
-        _, data = context_for(session, subject)
+        context, data = context_for(session, subject)
     except Unauthorized as exc:
         raise NotFound(f"Could not find token: {exc.message}") from None
     if not me.is_admin and data.user_id != me.user_id:
         raise Forbidden("You are not authorized to perform the requested action: "
                         "identity:validate_token.")
-    return data
+    return context, data
 
 
 async def check_token(request: Request) -> Response:
@@ -143,8 +148,8 @@ async def check_token(request: Request) -> Response:
 
     def work() -> dict[str, Any]:
         with session_scope(runtime.sessions) as session:
-            data = _subject_data(session, me, subject)
-            return token_body(runtime, session, data)
+            context, data = _subject_data(session, me, subject)
+            return token_body(runtime, session, data, context.roles)
 
     document = await run_in_threadpool(work)
     headers = {"X-Subject-Token": subject}
@@ -160,7 +165,7 @@ async def revoke_token(request: Request) -> Response:
 
     def work() -> None:
         with session_scope(runtime.sessions) as session:
-            revoke(session, _subject_data(session, me, subject))
+            revoke(session, _subject_data(session, me, subject)[1])
 
     await run_in_threadpool(work)
     return Response(status_code=204)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from kumo.api.context import RequestContext
@@ -152,19 +152,23 @@ def group_ids_of(session: Session, user_id: str) -> list[str]:
         GroupMember.user_id == user_id)))
 
 
+def _assigned(user_id: str, scope: Scope) -> ColumnElement[bool]:
+    """Role assignments on `scope` (not unscoped) to the user, directly or through a group."""
+    groups = select(GroupMember.group_id).where(GroupMember.user_id == user_id)
+    actor = or_(RoleAssignment.user_id == user_id, RoleAssignment.group_id.in_(groups))
+    if scope.project_id is not None:
+        return and_(actor, RoleAssignment.project_id == scope.project_id)
+    if scope.domain_id is not None:
+        return and_(actor, RoleAssignment.domain_id == scope.domain_id)
+    return and_(actor, RoleAssignment.system == SYSTEM_ALL)
+
+
 def granted_roles(session: Session, user_id: str, scope: Scope) -> list[Role]:
     """The roles assigned on `scope` to the user directly or through a group (not implied)."""
     if scope.unscoped:
         return []
-    groups = group_ids_of(session, user_id)
-    actor = or_(RoleAssignment.user_id == user_id, RoleAssignment.group_id.in_(groups))
-    query = select(Role).join(RoleAssignment, RoleAssignment.role_id == Role.id).where(actor)
-    if scope.project_id is not None:
-        query = query.where(RoleAssignment.project_id == scope.project_id)
-    elif scope.domain_id is not None:
-        query = query.where(RoleAssignment.domain_id == scope.domain_id)
-    else:
-        query = query.where(RoleAssignment.system == SYSTEM_ALL)
+    query = (select(Role).join(RoleAssignment, RoleAssignment.role_id == Role.id)
+             .where(_assigned(user_id, scope)))
     return list(session.scalars(query.distinct().order_by(Role.name)))
 
 
@@ -174,22 +178,31 @@ def role_names(session: Session, user_id: str, project_id: str) -> tuple[str, ..
 
 
 def scope_role_names(session: Session, user_id: str, scope: Scope) -> tuple[str, ...]:
-    return expand_implied(session, (role.name for role in granted_roles(session, user_id, scope)))
+    """The user's effective role names on `scope`; every request's token asks, so this
+    reads names only, in two queries (the assignments, then the implication rules)."""
+    if scope.unscoped:
+        return ()
+    granted = session.scalars(select(Role.name).join(RoleAssignment,
+                                                     RoleAssignment.role_id == Role.id)
+                              .where(_assigned(user_id, scope)).distinct())
+    return expand_implied(session, list(granted))
 
 
 # Keystone's default implied roles (bootstrap stores them; an admin may change them).
 DEFAULT_IMPLIED_ROLES = {"admin": ("member",), "member": ("reader",)}
 
 
+_PRIOR, _IMPLIED = aliased(Role), aliased(Role)
+# Built once: adapting the two aliases costs more than running the query.
+_IMPLICATIONS = (select(_PRIOR.name, _IMPLIED.name)
+                 .join(ImpliedRole, ImpliedRole.prior_role_id == _PRIOR.id)
+                 .join(_IMPLIED, ImpliedRole.implied_role_id == _IMPLIED.id))
+
+
 def implications(session: Session) -> dict[str, list[str]]:
     """{prior role name: [implied role names]} as stored."""
-    prior, implied = aliased(Role), aliased(Role)
-    rows = session.execute(
-        select(prior.name, implied.name)
-        .join(ImpliedRole, ImpliedRole.prior_role_id == prior.id)
-        .join(implied, ImpliedRole.implied_role_id == implied.id))
     found: dict[str, list[str]] = {}
-    for prior_name, implied_name in rows:
+    for prior_name, implied_name in session.execute(_IMPLICATIONS):
         found.setdefault(prior_name, []).append(implied_name)
     return found
 
@@ -220,8 +233,11 @@ def token_role_names(session: Session, data: TokenData) -> tuple[str, ...]:
     return names
 
 
-def check_scope_target(session: Session, scope: Scope) -> None:
-    """The token's project or domain still exists and is enabled (with its domain)."""
+def check_scope_target(session: Session, scope: Scope) -> Project | None:
+    """The token's project or domain still exists and is enabled (with its domain).
+
+    Returns the project of a project-scoped token.
+    """
     if scope.project_id is not None:
         project = session.get(Project, scope.project_id)
         if project is None or not project.enabled:
@@ -229,10 +245,12 @@ def check_scope_target(session: Session, scope: Scope) -> None:
         domain = session.get(Domain, project.domain_id)
         if domain is not None and not domain.enabled:
             raise Unauthorized("The domain of this token's project is disabled.")
-    elif scope.domain_id is not None:
+        return project
+    if scope.domain_id is not None:
         domain = session.get(Domain, scope.domain_id)
         if domain is None or not domain.enabled:
             raise Unauthorized("The domain of this token no longer exists or is disabled.")
+    return None
 
 
 def context_for(
@@ -252,11 +270,10 @@ def context_for(
         changed = changed if changed.tzinfo else changed.replace(tzinfo=UTC)
         if data.issued_at < changed and data.app_cred_id is None:
             raise Unauthorized("The token was issued before the user's password changed.")
-    check_scope_target(session, data.scope)
+    project = check_scope_target(session, data.scope)
     roles = token_role_names(session, data)
     if not roles and not data.scope.unscoped:
         raise Unauthorized("The user has no role on the token's scope any more.")
-    project = session.get(Project, data.project_id) if data.project_id else None
     context = RequestContext(
         user_id=user.id,
         user_name=user.name,
