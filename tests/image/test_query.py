@@ -142,3 +142,27 @@ def test_what_each_project_lists(
     # a marker the caller cannot see is refused like an unknown one
     mine = api.get("/image/v2/images?name=mine", headers=alice).json()["images"][0]["id"]
     assert api.get(f"/image/v2/images?marker={mine}", headers=bob).status_code == 400
+
+
+def test_a_listed_image_reads_as_its_own_record(
+    api: TestClient, admin_headers: dict[str, str], new_image: Maker
+) -> None:
+    a = new_image(name="a", disk_format="raw", tags=["z", "b"], zeta="1", alpha="2",
+                  os_distro="debian")
+    new_image(name="b")
+    other = new_image(name="c", visibility="shared", tags=["only"])
+    assert upload(api, admin_headers, a["id"], b"1" * 100).status_code == 204
+    patch = [{"op": "replace", "path": "/zeta", "value": "3"},
+             {"op": "add", "path": "/middle", "value": "m"}]
+    response = api.patch(f"/image/v2/images/{a['id']}", json=patch, headers={
+        **admin_headers, "Content-Type": "application/openstack-images-v2.1-json-patch"})
+    assert response.status_code == 200, response.text
+    api.post(f"/image/v2/images/{other['id']}/members", json={"member": "someone"},
+             headers=admin_headers)
+    images = api.get("/image/v2/images?sort=name:asc", headers=admin_headers).json()["images"]
+    assert [i["name"] for i in images] == ["a", "b", "c"]
+    for entry in images:
+        shown = api.get(f"/image/v2/images/{entry['id']}", headers=admin_headers).json()
+        assert list(entry.items()) == list(shown.items())  # the same fields, in that order
+    assert images[0]["stores"] == "file" and images[0]["tags"] == ["b", "z"]
+    assert images[0]["zeta"] == "3" and images[0]["middle"] == "m"

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import ColumnElement, and_, false, or_, select, tuple_
+from sqlalchemy import ColumnElement, RowMapping, and_, false, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from kumo.api.context import RequestContext
@@ -239,15 +239,11 @@ def _after(marker: Image, ordering: list[tuple[str, str]]) -> ColumnElement[bool
     return or_(*alternatives)
 
 
-def run_query(
+def _page(
     session: Session, context: RequestContext, query: ListQuery
-) -> tuple[list[Image], str | None]:
-    """The page of images the caller may list, and the id to put in `next` (or None).
-
-    One SQL query with the filters, visibility and ordering, limited to the page
-    plus one row; a marker is a seek past the marker image's sort values, so a deep
-    page costs what the first one does.
-    """
+) -> tuple[list[ColumnElement[bool]], list[ColumnElement[Any]]]:
+    """The conditions and the ordering of the page `query` asks for: visibility, every
+    filter, and with a marker a seek past the marker image's sort values."""
     visibility: str | None = None
     conditions: list[ColumnElement[bool]] = [Image.status != DELETED]
     os_hidden_filter = False
@@ -274,13 +270,56 @@ def run_query(
         if marker is None or marker.status == DELETED or not access.can_read(context, marker):
             raise BadRequest(f"marker {query.marker!r} not found among the images you can list")
         conditions.append(_after(marker, ordering))
-    stmt = (select(Image).where(*conditions)
-            .order_by(*(_order(key, direction) for key, direction in ordering))
-            .limit(query.limit + 1))
-    rows = list(session.scalars(stmt))
+    return conditions, [_order(key, direction) for key, direction in ordering]
+
+
+def run_query(
+    session: Session, context: RequestContext, query: ListQuery
+) -> tuple[list[Image], str | None]:
+    """The page of images the caller may list, and the id to put in `next` (or None).
+
+    One SQL query with the filters, visibility and ordering, limited to the page
+    plus one row; a marker is a seek past the marker image's sort values, so a deep
+    page costs what the first one does.
+    """
+    conditions, order = _page(session, context, query)
+    rows = list(session.scalars(
+        select(Image).where(*conditions).order_by(*order).limit(query.limit + 1)))
     page = rows[: query.limit]
     more = len(rows) > query.limit
     return page, (page[-1].id if more and page else None)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One image of a page as plain values: its row (`schemas.COLUMNS`), properties, tags."""
+
+    columns: RowMapping
+    properties: dict[str, str]
+    tags: list[str]
+
+
+def list_page(
+    session: Session, context: RequestContext, query: ListQuery
+) -> tuple[list[Listed], str | None]:
+    """`run_query`'s page read as rows, not ORM objects (`GET /v2/images` only shows it):
+    three queries, the page and its pages' properties and tags, and no members."""
+    conditions, order = _page(session, context, query)
+    rows = session.execute(select(*Image.__table__.columns).where(*conditions)
+                           .order_by(*order).limit(query.limit + 1)).mappings().all()
+    page = [Listed(row, {}, []) for row in rows[: query.limit]]
+    by_id = {image.columns["id"]: image for image in page}
+    if by_id:
+        # in the order they were set, as the ORM's collection of them has it
+        for image_id, name, value in session.execute(
+                select(ImageProperty.image_id, ImageProperty.name, ImageProperty.value)
+                .where(ImageProperty.image_id.in_(by_id)).order_by(ImageProperty.id)):
+            by_id[image_id].properties[name] = value
+        for image_id, tag in session.execute(
+                select(ImageTag.image_id, ImageTag.value).where(ImageTag.image_id.in_(by_id))):
+            by_id[image_id].tags.append(tag)
+    more = len(rows) > query.limit
+    return page, (page[-1].columns["id"] if more and page else None)
 
 
 def next_link(query: ListQuery, marker: str) -> str:

@@ -33,6 +33,7 @@ from kumo.image.schemas import (
     member_schema,
     member_view,
     members_schema,
+    record_view,
 )
 from kumo.image.upload import BlockChannel, pump_body
 from kumo.runtime import Runtime
@@ -95,9 +96,9 @@ async def list_images(request: Request) -> Response:
     parsed = query.parse_query(list(request.query_params.multi_items()))
 
     def work(session: Session, context: RequestContext) -> dict[str, Any]:
-        page, marker = query.run_query(session, context, parsed)
+        page, marker = query.list_page(session, context, parsed)
         body: dict[str, Any] = {
-            "images": [image_view(image) for image in page],
+            "images": [record_view(i.columns, i.properties, i.tags) for i in page],
             "first": "/v2/images",
             "schema": "/v2/schemas/images",
         }
