@@ -129,7 +129,8 @@ class BridgeNetworking:
             if not network.admin_up:
                 batch.add("link", "set", network.bridge, "down")
         for segment in segments.values():
-            vxlan.enslave(batch, links, segment)
+            ensure_port(batch, links, segment.name, segment.bridge, segment.mtu,
+                        create_tap=False)
         for port in topology.guest_ports(self.host):
             home = topology.network(port.network_id)
             if home is None:
@@ -161,13 +162,16 @@ class BridgeNetworking:
                        ) -> None:
         """Replace VXLAN devices whose VNI or underlay address changed; make missing ones.
 
-        Made before the pass's batch, which then puts them on their bridges."""
+        Made before the pass's batch (and added to `links`), which then puts them on
+        their bridges."""
         for name, segment in segments.items():
             link = links.get(name)
             if link is not None and not vxlan.matches(link, segment):
                 self.ns.ip("link", "del", name)
                 del links[name]
-        vxlan.create(self.ns, [s for name, s in sorted(segments.items()) if name not in links])
+        made = vxlan.create(self.ns, [s for name, s in sorted(segments.items())
+                                      if name not in links])
+        links.update((link.name, link) for link in made)
 
     def _wanted_links(self, topology: Topology, external: NetworkPlan | None) -> set[str]:
         wanted = {n.bridge for n in topology.networks}
@@ -196,7 +200,7 @@ class BridgeNetworking:
             if router.gateway is not None and router.gateway[0] in bridge:
                 network_id, cidr, ip = router.gateway
                 found[bridge[network_id]].add(f"{ip}/{cidr.split('/')[1]}")
-        elsewhere = {p.id for p in topology.ports if p.host_id and p.host_id != host}
+        elsewhere = {p.id for p in topology.ports if not p.serves_on(host)}
         for fip in topology.floating_ips:
             if fip.network_id in bridge and fip.fixed_ip and fip.port_id not in elsewhere:
                 found[bridge[fip.network_id]].add(f"{fip.address}/32")

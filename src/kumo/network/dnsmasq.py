@@ -141,7 +141,7 @@ class Dnsmasq:
             if not addresses or not port.is_compute:
                 continue
             label = host_label(port)
-            if host is None or port.host_id in ("", host):
+            if host is None or port.serves_on(host):
                 wanted[port.id] = f"{port.mac},{addresses[0]},{label}\n"
             names.append(f"{addresses[0]}\t{label}.{DOMAIN} {label}\n")
         changed = _write_if_changed(self.folder / "addn-hosts", "".join(names))

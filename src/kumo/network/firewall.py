@@ -105,8 +105,9 @@ def render(topology: Topology, context: Context) -> Ruleset:
     ports = protected_ports(topology, context.host)
     grants: dict[str, frozenset[str]] = {}
     lines: list[str] = []
-    lines += _bridge_table(topology, ports)
-    inet, grants = _inet_table(topology, ports, context)
+    services = _service_addresses(topology)
+    lines += _bridge_table(topology, ports, services)
+    inet, grants = _inet_table(topology, ports, context, services)
     lines += inet
     lines += _nat_table(topology, context)
     return Ruleset(script="\n".join(lines) + "\n", grants=grants,
@@ -115,7 +116,8 @@ def render(topology: Topology, context: Context) -> Ruleset:
 
 # --- layer 2: anti-spoofing ------------------------------------------------------
 
-def _bridge_table(topology: Topology, ports: list[PortPlan]) -> list[str]:
+def _bridge_table(topology: Topology, ports: list[PortPlan],
+                  services: list[tuple[str, str]]) -> list[str]:
     lines = ["table bridge kumo {}", "delete table bridge kumo", "table bridge kumo {"]
     from_guest = [f"{_quote(p.tap)} : jump from-{chain_id(p.id)}" for p in ports]
     to_guest = [f"{_quote(p.tap)} : jump to-{chain_id(p.id)}" for p in ports]
@@ -124,22 +126,17 @@ def _bridge_table(topology: Topology, ports: list[PortPlan]) -> list[str]:
     # Every host answers a network's service addresses (DHCP, metadata, router) itself:
     # ARP for them and DHCP never cross a VXLAN tunnel, so a guest reaches its own
     # host's (another host's dnsmasq would refuse a lease it does not hold).
-    here = sorted({ip for _bridge, ip in _service_addresses(topology)})
+    here = sorted({ip for _bridge, ip in services})
     lines += _set_block("answered_here", "ipv4_addr", here)
-    tunnel = _quote(VXLAN_PREFIX + "*")
     lines += [
         "  chain prerouting {",
         "    type filter hook prerouting priority -200; policy accept;",
-        f"    iifname {tunnel} arp operation request arp daddr ip @answered_here drop",
-        f"    iifname {tunnel} arp operation reply arp saddr ip @answered_here drop",
-        f"    iifname {tunnel} udp dport {{ 67, 68 }} drop",
+        *_kept_off_tunnels("iifname"),
         "    iifname vmap @from_guest",
         "  }",
         "  chain postrouting {",
         "    type filter hook postrouting priority 200; policy accept;",
-        f"    oifname {tunnel} arp operation request arp daddr ip @answered_here drop",
-        f"    oifname {tunnel} arp operation reply arp saddr ip @answered_here drop",
-        f"    oifname {tunnel} udp dport {{ 67, 68 }} drop",
+        *_kept_off_tunnels("oifname"),
         "    oifname vmap @to_guest",
         "  }",
     ]
@@ -170,6 +167,15 @@ def _bridge_table(topology: Topology, ports: list[PortPlan]) -> list[str]:
     return lines
 
 
+def _kept_off_tunnels(match: str) -> list[str]:
+    """ARP for the addresses every host answers itself, and DHCP, on a VXLAN device
+    (`match`: iifname in, oifname out)."""
+    tunnel = f"{match} {_quote(VXLAN_PREFIX + '*')}"
+    return [f"    {tunnel} arp operation request arp daddr ip @answered_here drop",
+            f"    {tunnel} arp operation reply arp saddr ip @answered_here drop",
+            f"    {tunnel} udp dport {{ 67, 68 }} drop"]
+
+
 def _broadcasts(network: NetworkPlan) -> list[str]:
     found = ["255.255.255.255"]
     for subnet in network.subnets:
@@ -181,13 +187,13 @@ def _broadcasts(network: NetworkPlan) -> list[str]:
 
 # --- layer 3: security groups and routing policy ------------------------------------
 
-def _inet_table(topology: Topology, ports: list[PortPlan], context: Context
+def _inet_table(topology: Topology, ports: list[PortPlan], context: Context,
+                services: list[tuple[str, str]]
                 ) -> tuple[list[str], dict[str, frozenset[str]]]:
     groups = {g.id: g for g in topology.groups}
     guest_bridges = sorted({n.bridge for n in topology.networks if not n.external})
     links = _links(topology)
     outbound = _outbound_links(topology, context) if context.allow_outbound else []
-    services = _service_addresses(topology)
     remote_groups = sorted({r.remote_group_id for p in ports for g in p.security_groups
                             if g in groups for r in groups[g].rules if r.remote_group_id})
 

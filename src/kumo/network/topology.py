@@ -115,6 +115,11 @@ class PortPlan:
     def is_compute(self) -> bool:
         return self.device_owner.startswith("compute:")
 
+    def serves_on(self, host: str) -> bool:
+        """Bound to `host`, or to no host yet: that host answers for it (its lease, its
+        floating IP), not another one a network spans."""
+        return self.host_id in ("", host)
+
 
 @dataclass(frozen=True)
 class RulePlan:

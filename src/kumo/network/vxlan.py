@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 
 from kumo.errors import ToolError
-from kumo.network.links import Batch, Link
+from kumo.network.links import Link
 from kumo.network.netns import IPROUTE2, Namespace
 from kumo.network.topology import VXLAN_PREFIX, Topology, vxlan_name
 from kumo.process import run
@@ -70,26 +70,20 @@ def matches(link: Link, segment: Segment) -> bool:
     return link.kind == "vxlan" and link.vni == segment.vni and link.local == segment.local
 
 
-def create(ns: Namespace, segments: list[Segment]) -> None:
-    """Make the devices from this process's (the host's) namespace, straight into `ns`.
+def create(ns: Namespace, segments: list[Segment]) -> list[Link]:
+    """Make the devices from this process's (the host's) namespace, straight into `ns`;
+    the links made (not yet on a bridge, down).
 
     The kernel keeps a VXLAN device's socket in the namespace it was made from.
     """
     if not segments:
-        return
+        return []
     script = "".join(
         f"link add {s.name} netns {ns.name} mtu {s.mtu} type vxlan id {s.vni} "
         f"local {s.local} dstport {PORT} nolearning\n" for s in segments)
     run("ip", ["-batch", "-"], package=IPROUTE2, input=script.encode())
-
-
-def enslave(batch: Batch, links: dict[str, Link], segment: Segment) -> None:
-    """The device as a port of its network's bridge, with the MTU, up."""
-    link = links.get(segment.name)
-    if (link is None or link.master != segment.bridge or link.mtu != segment.mtu
-            or not link.up):
-        batch.add("link", "set", segment.name, "master", segment.bridge, "mtu",
-                  str(segment.mtu), "up")
+    return [Link(name=s.name, kind="vxlan", master=None, mtu=s.mtu, up=False, vni=s.vni,
+                 local=s.local) for s in segments]
 
 
 def read_entries(ns: Namespace) -> dict[str, set[tuple[str, str]]]:
