@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,13 +51,15 @@ def encrypted_qcow2(path: Path) -> Path:
 
     qemu-img times PBKDF2 by its thread's CPU clock to pick the iteration count; on a busy
     machine that reading can come back unchanged and it gives up ("Unable to get accurate
-    CPU usage", seen once in a full CI run): such a try is made again."""
+    CPU usage", once in a full CI run, and four times in a row in a fresh clone's run
+    beside another test run): such a try is made again, a moment later."""
     command = ["qemu-img", "create", "-q", "--object", "secret,id=s0,data=k", "-f", "qcow2",
                "-o", "encrypt.format=luks,encrypt.key-secret=s0", str(path), "64M"]
-    for _ in range(4):
+    for _ in range(12):
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode == 0:
             return path
         if "Unable to get accurate CPU usage" not in done.stderr:
             break
+        time.sleep(0.25)
     raise AssertionError(f"qemu-img could not make an encrypted qcow2: {done.stderr.strip()}")
