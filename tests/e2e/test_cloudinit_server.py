@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -30,12 +31,26 @@ runcmd:
   - echo runcmd-ran > /var/tmp/kumo-runcmd
   - [ sh, -c, "echo $(hostname) > /var/tmp/kumo-runcmd-hostname" ]
 """
+SSH_FAILED = 255
 SERVERS = {"ci-metadata": "DataSourceOpenStack", "ci-drive": "DataSourceConfigDrive"}
 
 
 def guest(kumo: KumoProcess, name: str, key: Path, command: str) -> str:
-    result = run(kumo, "server", "ssh", name, "-i", str(key), "--", "-o", "BatchMode=yes",
-                 command, program=KUMO, timeout=300)
+    """Run `command` in the guest over SSH.
+
+    The first SSH login can come before cloud-init's config stage, whose `ssh_pwauth`
+    restarts sshd: a connection in that moment is closed before the key exchange, and
+    ssh exits 255 (its own failure, never the command's). Those are tried again.
+    """
+    deadline = time.monotonic() + 120
+    while True:
+        result = run(kumo, "server", "ssh", name, "-i", str(key), "--", "-o", "BatchMode=yes",
+                     "-o", "ConnectTimeout=10", command, program=KUMO, check=False,
+                     timeout=300)
+        if result.returncode != SSH_FAILED or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert result.returncode == 0, f"{command!r} in {name} failed: {result.stderr}"
     return result.stdout
 
 
