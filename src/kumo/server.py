@@ -11,7 +11,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import sqlalchemy.exc
 import uvicorn
@@ -232,6 +232,8 @@ def serve(
         raise SystemExit(f"kumo: --database: {exc}") from None
     if not 0 <= settings.port <= 65535:
         raise SystemExit(f"kumo: port {settings.port} is not between 0 and 65535")
+    # Held until this process ends: one `kumo up`/`kumo agent` per data directory.
+    _lock = _hold_data_dir(settings) if role in ("up", "agent") else None
     if role == "agent":
         address, _, agent_port = settings.agent.listen.rpartition(":")
         if not agent_port.isdigit():
@@ -274,6 +276,18 @@ def serve(
         server.run(sockets=[sock])
     if not server.started:
         raise SystemExit("kumo: start-up failed; see the messages above")
+
+
+def _hold_data_dir(settings: Settings) -> IO[str]:
+    from kumo.datadir import DataDirInUse, hold
+
+    try:
+        return hold(settings.data_dir)
+    except DataDirInUse as exc:
+        raise SystemExit(f"kumo: {exc}") from None
+    except OSError as exc:
+        raise SystemExit(f"kumo: cannot use data directory {settings.data_dir}: "
+                         f"{exc.strerror}") from None
 
 
 @contextlib.contextmanager

@@ -141,3 +141,20 @@ def test_bad_config_file_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "kumo.conf: [libvirt] virt_type: expected one of auto, kvm, qemu" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_running_kumo_keeps_its_data_dir(kumo_up: KumoProcess) -> None:
+    """A second `kumo up` on the same data directory, and `kumo network cleanup` while it
+    runs, are refused: both would take its guests' networks from under it."""
+    refusal = (f"another kumo (pid {kumo_up.process.pid}) runs with data directory "
+               f"{kumo_up.data_dir}")
+    second = run_up(kumo_up.data_dir, "--port", "0")
+    assert second.returncode != 0
+    assert refusal in second.stderr and "Traceback" not in second.stderr
+    cleanup = subprocess.run(
+        [str(BIN / "kumo"), "network", "cleanup", "--force", "--data-dir",
+         str(kumo_up.data_dir)], capture_output=True, text=True, timeout=60)
+    assert cleanup.returncode != 0
+    assert refusal in cleanup.stderr and "it would rebuild what this removes" in cleanup.stderr
+    assert httpx.get(f"{kumo_up.url}/healthcheck").status_code == 200
+    assert (kumo_up.data_dir / "kumo.pid").read_text() == f"{kumo_up.process.pid}\n"

@@ -9,9 +9,12 @@ nftables tables, the package proxy, pasta, and the uplink veth on the host.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from kumo.config import Settings
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -43,18 +46,32 @@ def cleanup(
 ) -> None:
     """Remove kumo's network namespace, its processes and the host's uplink (as root).
 
-    Run it after `kumo up` has stopped; servers are best deleted first.
+    Run it after `kumo up` has stopped (it refuses while one runs with the same data
+    directory); servers are best deleted first.
     """
-    import socket
-
     from kumo.config import ConfigError, load_settings
-    from kumo.errors import KumoError
-    from kumo.network.bridge import BridgeNetworking
+    from kumo.datadir import DataDirInUse, held
 
     try:
         settings = load_settings(data_dir, config)
     except ConfigError as exc:
         raise SystemExit(f"kumo: {exc}") from None
+    try:
+        with held(settings.data_dir):
+            _cleanup(settings, force)
+    except DataDirInUse as exc:
+        raise SystemExit(f"kumo: {exc}: it would rebuild what this removes") from None
+    except OSError as exc:
+        raise SystemExit(f"kumo: cannot use data directory {settings.data_dir}: "
+                         f"{exc.strerror}") from None
+
+
+def _cleanup(settings: Settings, force: bool) -> None:
+    import socket
+
+    from kumo.errors import KumoError
+    from kumo.network.bridge import BridgeNetworking
+
     driver = BridgeNetworking(settings, socket.gethostname())
     if not driver.ns.exists() and not driver.run_dir.exists():
         typer.echo(f"nothing to clean up: no namespace {driver.ns.name}")
