@@ -26,6 +26,7 @@ from kumo.config import Settings
 from kumo.metadata.instance import InstanceView
 from kumo.metadata.service import MetadataService
 from kumo.network.bridge import BridgeNetworking
+from kumo.network.links import bridge_mac, read_links
 from kumo.network.topology import (
     FloatingPlan,
     GroupPlan,
@@ -344,3 +345,25 @@ def test_guests_reach_nothing_outside_the_cloud(world: tuple[World, Guests, Port
     assert not g["g1"].ping(host_address)  # the host's end of the uplink does not
     assert not g["g1"].tcp(host_address, 22, timeout=1)
     assert not g["g1"].ping("192.0.2.1")
+
+
+def test_the_gateway_keeps_its_mac_when_ports_change(world: tuple[World, Guests, Ports]
+                                                      ) -> None:
+    """A bridge with no address of its own would take its lowest port MAC: a new tap
+    would change the gateway's MAC under the guests' ARP caches."""
+    w, g, ports = world
+    bridge = w.topology.networks[0].bridge
+    wanted = bridge_mac(HOST, bridge)
+    assert read_links(w.driver.ns)[bridge].mac == wanted
+    tap = ports["g2"].tap
+    before = read_links(w.driver.ns)[tap].mac
+    try:
+        w.driver.ns.ip("link", "set", tap, "address", "00:00:5e:00:53:01")  # lowest of all
+        assert read_links(w.driver.ns)[bridge].mac == wanted
+        assert g["g1"].ping("10.61.0.1")
+        neighbour = g["g1"].run("ip", "-j", "neigh", "show", "10.61.0.1").stdout
+        assert json.loads(neighbour)[0]["lladdr"] == wanted
+    finally:
+        w.driver.ns.ip("link", "set", tap, "address", before)
+    other = bridge_mac("otherhost", bridge)
+    assert other != wanted and int(other[:2], 16) & 0b11 == 0b10  # local, unicast

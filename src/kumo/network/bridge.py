@@ -28,6 +28,7 @@ from kumo.network.dnsmasq import Dnsmasq
 from kumo.network.links import (
     Batch,
     Link,
+    bridge_mac,
     ensure_addresses,
     ensure_bridge,
     ensure_port,
@@ -125,7 +126,8 @@ class BridgeNetworking:
             if name.startswith(_OURS) and name not in wanted:
                 batch.add("link", "del", name)
         for network in topology.networks:
-            ensure_bridge(batch, links, network.bridge, network.mtu)
+            ensure_bridge(batch, links, network.bridge, network.mtu,
+                          bridge_mac(self.host, network.bridge))
             if not network.admin_up:
                 batch.add("link", "set", network.bridge, "down")
         for segment in segments.values():

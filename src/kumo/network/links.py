@@ -6,6 +6,7 @@ and at most one write whatever the size of the topology.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from kumo.network.netns import IPROUTE2, Namespace
@@ -22,6 +23,7 @@ class Link:
     addresses: set[str] = field(default_factory=set)  # "10.0.0.2/24"
     vni: int | None = None  # a VXLAN device's id
     local: str = ""  # a VXLAN device's underlay address
+    mac: str = ""
 
 
 def read_links(ns: Namespace) -> dict[str, Link]:
@@ -35,6 +37,7 @@ def read_links(ns: Namespace) -> dict[str, Link]:
             master=entry.get("master"), mtu=int(entry.get("mtu", 0)),
             up="UP" in entry.get("flags", ()),
             vni=int(data["id"]) if "id" in data else None, local=str(data.get("local", "")),
+            mac=str(entry.get("address", "")),
         )
     for entry in ns.ip_json("-4", "addr", "show"):
         link = links.get(entry.get("ifname", ""))
@@ -64,14 +67,30 @@ class Batch:
             input=script.encode())
 
 
-def ensure_bridge(batch: Batch, links: dict[str, Link], name: str, mtu: int) -> None:
-    """A bridge that forwards at once (no STP delay) with the network's MTU, up."""
+def bridge_mac(host: str, bridge: str) -> str:
+    """The MAC address of `bridge` on `host`: stable, and its own on every host.
+
+    A bridge with no address of its own takes the lowest of its ports' MACs, and a
+    tap's host-side MAC is random: the gateway's MAC would change whenever a guest
+    came or went, and the other guests would send to the old one until their ARP
+    entry aged out. Locally administered, unicast (02:...), different per host so
+    that bridges joined by VXLAN never see their own address from the tunnel."""
+    digest = hashlib.sha256(f"{host}/{bridge}".encode()).digest()
+    return ":".join(f"{byte:02x}" for byte in (0x02, *digest[:5]))
+
+
+def ensure_bridge(batch: Batch, links: dict[str, Link], name: str, mtu: int, mac: str) -> None:
+    """A bridge that forwards at once (no STP delay), with the network's MTU and
+    address `mac`, up."""
     link = links.get(name)
     if link is None:
-        batch.add("link", "add", name, "mtu", str(mtu), "type", "bridge",
+        batch.add("link", "add", name, "address", mac, "mtu", str(mtu), "type", "bridge",
                   "stp_state", "0", "forward_delay", "0", "mcast_snooping", "0")
-    elif link.mtu != mtu:
-        batch.add("link", "set", name, "mtu", str(mtu))
+    else:
+        if link.mtu != mtu:
+            batch.add("link", "set", name, "mtu", str(mtu))
+        if link.mac != mac:
+            batch.add("link", "set", name, "address", mac)
     if link is None or not link.up:
         batch.add("link", "set", name, "up")
 
