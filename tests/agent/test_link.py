@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from kumo.agent.link import HEADER, agent_app, link_key, sign, verify
+from kumo.agent.link import HEADER, Replays, agent_app, link_key, sign, verify
 from kumo.errors import NotFound
 from kumo.runtime import Runtime
 
@@ -24,12 +25,28 @@ def test_signatures_bind_method_target_and_time() -> None:
     assert not verify(KEY, header, "POST", "/v1/servers/a/console?length=5", now=1030)
     assert not verify(KEY, header, "GET", "/v1/servers/a/console?length=5", now=1061)
     assert not verify(b"x" * 32, header, "GET", "/v1/servers/a/console?length=5", now=1030)
-    for bad in (None, "", "nonsense", "abc:def"):
+    for bad in (None, "", "nonsense", "abc:def", "1000:n:é", header + ":x"):
         assert not verify(KEY, bad, "GET", "/", now=1000)
 
 
+def test_a_signature_is_good_once() -> None:
+    """A request captured on the underlay cannot be sent again while its stamp is good;
+    a fresh signature of the same request can."""
+    replays = Replays()
+    target = "/v1/servers/a/disk"
+    header = sign(KEY, "GET", target, now=1000)
+    assert verify(KEY, header, "GET", target, now=1001, replays=replays)
+    assert not verify(KEY, header, "GET", target, now=1002, replays=replays)
+    assert not verify(KEY, header, "GET", target, now=1059, replays=replays)
+    assert verify(KEY, sign(KEY, "GET", target, now=1000), "GET", target, now=1002,
+                  replays=replays)
+    later = sign(KEY, "GET", target, now=1200)  # older entries are dropped as time goes on
+    assert verify(KEY, later, "GET", target, now=1200, replays=replays)
+    assert len(replays._seen) == 1
+
+
 def test_the_agent_app_serves_console_disk_and_record_to_signed_callers_only(
-        tmp_path: Path) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     disk = tmp_path / "disk"
     disk.write_bytes(b"q" * 3_000_000)
 
@@ -45,6 +62,12 @@ def test_the_agent_app_serves_console_disk_and_record_to_signed_callers_only(
 
         answer = get("/v1/servers/s1/console?length=5")
         assert answer.status_code == 200 and answer.text == "log of s1, last 5"  # type: ignore[attr-defined]
+        once = {HEADER: sign(KEY, "GET", "/v1/servers/s1/record")}
+        assert client.get("/v1/servers/s1/record", headers=once).status_code == 200
+        with caplog.at_level(logging.WARNING, logger="kumo.agent"):
+            assert client.get("/v1/servers/s1/record", headers=once).status_code == 403
+        assert caplog.messages == ["agent link: refused GET /v1/servers/s1/record from "
+                                   "testclient: bad, stale, reused or missing signature"]
         assert get("/v1/servers/s2/console").status_code == 404  # type: ignore[attr-defined]
         assert get("/v1/servers/s1/console", key=b"z" * 32).status_code == 403  # type: ignore[attr-defined]
         assert client.get("/v1/servers/s1/disk").status_code == 403

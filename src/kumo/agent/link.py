@@ -5,7 +5,9 @@ disk for a migration cannot. Each agent serves them over HTTP on its `[agent] li
 address, recorded in its `compute_nodes` row. A request is signed like Neutron's
 metadata proxy signs instance ids (HMAC-SHA256 with a key from the database, checked
 with `compare_digest`), with a timestamp so a captured request is useless a minute
-later. Only kumo's own processes know the key.
+later and a nonce so that within that minute the agent accepts it only once (a
+request seen on the underlay cannot be sent again). Only kumo's own processes know
+the key. A refused request is logged with the caller's address.
 
 - GET /v1/servers/{id}/console[?length=N]: the serial console, as os-getConsoleOutput
 - GET /v1/servers/{id}/disk: the instance disk (qcow2 on its `_base` image), streamed
@@ -19,8 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,6 +45,8 @@ from kumo.errors import KumoError, NotFound, ServiceUnavailable
 from kumo.identity.keys import shared_key
 from kumo.runtime import Runtime
 
+log = logging.getLogger("kumo.agent")
+
 HEADER = "x-kumo-agent-signature"
 KEY_NAME = "agent_link_key"
 MAX_SKEW = 60  # seconds a signed request stays good
@@ -51,24 +58,53 @@ def link_key(runtime: Runtime) -> bytes:
         return bytes.fromhex(shared_key(session, KEY_NAME, lambda: secrets.token_hex(32)))
 
 
-def _mac(key: bytes, stamp: str, method: str, target: str) -> str:
-    message = f"{stamp}\n{method}\n{target}".encode()
+def _mac(key: bytes, stamp: str, nonce: str, method: str, target: str) -> str:
+    message = f"{stamp}\n{nonce}\n{method}\n{target}".encode()
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def sign(key: bytes, method: str, target: str, now: float | None = None) -> str:
-    stamp = str(int(time.time() if now is None else now))
-    return f"{stamp}:{_mac(key, stamp, method, target)}"
+    """`STAMP:NONCE:MAC`, good for one request within MAX_SKEW seconds of STAMP."""
+    stamp, nonce = str(int(time.time() if now is None else now)), secrets.token_hex(12)
+    return f"{stamp}:{nonce}:{_mac(key, stamp, nonce, method, target)}"
+
+
+class Replays:
+    """The signatures an agent accepted, each kept while its stamp is still good, so
+    that a second use of one is refused."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: set[str] = set()
+        self._expiry: deque[tuple[float, str]] = deque()
+
+    def first_use(self, mac: str, stamp: int, now: float) -> bool:
+        with self._lock:
+            while self._expiry and self._expiry[0][0] < now:
+                self._seen.discard(self._expiry.popleft()[1])
+            if mac in self._seen:
+                return False
+            self._seen.add(mac)
+            # Stamps may come out of order (several callers' clocks): the deque is
+            # pruned from its head only, so an entry may outlive its stamp a little.
+            self._expiry.append((max(stamp + MAX_SKEW, now), mac))
+            return True
 
 
 def verify(key: bytes, header: str | None, method: str, target: str,
-           now: float | None = None) -> bool:
-    if not header or ":" not in header:
+           now: float | None = None, replays: Replays | None = None) -> bool:
+    """The signature is good for `method target` now, and (with `replays`) unused."""
+    parts = (header or "").split(":")
+    if len(parts) != 3:
         return False
-    stamp, mac = header.split(":", 1)
-    if not stamp.isdigit() or abs((time.time() if now is None else now) - int(stamp)) > MAX_SKEW:
+    stamp, nonce, mac = parts
+    now = time.time() if now is None else now
+    if not stamp.isdigit() or abs(now - int(stamp)) > MAX_SKEW:
         return False
-    return hmac.compare_digest(mac, _mac(key, stamp, method, target))
+    if not mac.isascii() or not hmac.compare_digest(mac, _mac(key, stamp, nonce, method,
+                                                              target)):
+        return False
+    return replays is None or replays.first_use(mac, int(stamp), now)
 
 
 # -- the API side -----------------------------------------------------------------------
@@ -146,6 +182,8 @@ def agent_app(key: bytes, console: Callable[[str, int | None], str],
     `record(server_id)` (the disk's instance.json) and `consoles(websocket, server_id,
     kind)`, which relays an accepted websocket to the guest's `vnc` or `serial` socket."""
 
+    replays = Replays()
+
     def allowed(request: HTTPConnection, method: str) -> bool:
         # Signed as the agent's own path: without the prefix it is mounted at (kumo up's
         # /agent), which Starlette keeps in the path and names in root_path.
@@ -153,7 +191,12 @@ def agent_app(key: bytes, console: Callable[[str, int | None], str],
         if mounted and path.startswith(mounted):
             path = path[len(mounted):]
         target = path + (f"?{request.url.query}" if request.url.query else "")
-        return verify(key, request.headers.get(HEADER), method, target)
+        if verify(key, request.headers.get(HEADER), method, target, replays=replays):
+            return True
+        caller = request.client.host if request.client else "?"
+        log.warning("agent link: refused %s %s from %s: bad, stale, reused or missing "
+                    "signature", method, target, caller)
+        return False
 
     async def console_log(request: Request) -> Response:
         if not allowed(request, request.method):
