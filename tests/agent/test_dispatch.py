@@ -139,3 +139,37 @@ def test_an_api_process_has_no_block_storage_and_says_so(
     assert from_volume.status_code == 400 and "Block Storage" in from_volume.text
     listed = client.get(f"{V}/servers", headers=admin).json()["servers"]
     assert [s["name"] for s in listed] == ["vm1"]
+
+
+def test_scheduler_and_conductor_are_listed_per_api_host(
+        scaled: Runtime, add_host: Callable[..., None], client: TestClient,
+        admin: dict[str, str]) -> None:
+    """Whichever API process answers, each host with API processes is listed once, down
+    when none of them beats; this process's own host is up (it is answering)."""
+    from datetime import UTC, datetime, timedelta
+
+    from kumo.agent import registry
+    from kumo.agent.wiring import host_name
+    from kumo.db.engine import session_scope
+
+    add_host("h1")
+    with session_scope(scaled.sessions) as session:
+        registry.api_beat(session, "zz-api-gone", starting=True)
+        registry.api_beat(session, "zz-api-live", starting=True)
+        gone = next(r for r in registry.api_hosts(session) if r.host == "zz-api-gone")
+        gone.last_seen_at = datetime.now(UTC) - timedelta(seconds=120)
+    here = host_name(scaled)
+    listed = client.get(f"{V}/os-services", headers=admin).json()["services"]
+    rows = sorted((s["binary"], s["host"], s["state"]) for s in listed)
+    assert rows == sorted([
+        ("nova-compute", "h1", "up"),
+        ("nova-conductor", here, "up"), ("nova-scheduler", here, "up"),
+        ("nova-conductor", "zz-api-gone", "down"), ("nova-scheduler", "zz-api-gone", "down"),
+        ("nova-conductor", "zz-api-live", "up"), ("nova-scheduler", "zz-api-live", "up")])
+    assert {s["zone"] for s in listed if s["binary"] != "nova-compute"} == {"internal"}
+    old = client.get(f"{V}/os-services", headers={**admin, "OpenStack-API-Version":
+                                                  "compute 2.1"}).json()["services"]
+    assert len({s["id"] for s in old}) == len(old) == 7  # integer ids, none twice
+    again = client.get(f"{V}/os-services", headers={**admin, "OpenStack-API-Version":
+                                                    "compute 2.1"}).json()["services"]
+    assert [s["id"] for s in again] == [s["id"] for s in old]

@@ -52,3 +52,21 @@ def test_a_host_is_down_once_its_heartbeat_is_older_than_service_down_time(
         session.query(ComputeNode).delete()
     with session_scope(runtime.sessions) as session:
         assert not registry.heartbeat(session, "h1")  # an admin removed it
+
+
+def test_api_processes_of_one_host_share_a_row_and_beat_it(runtime: Runtime) -> None:
+    with session_scope(runtime.sessions) as session:
+        registry.api_beat(session, "api-a", starting=True)
+        registry.api_beat(session, "api-a", starting=True)  # a second process, same host
+        registry.api_beat(session, "api-b", starting=True)
+    with session_scope(runtime.sessions) as session:
+        rows = registry.api_hosts(session)
+        assert [row.host for row in rows] == ["api-a", "api-b"]
+        started = rows[0].started_at
+        rows[0].last_seen_at = datetime.now(UTC) - timedelta(seconds=61)
+    with session_scope(runtime.sessions) as session:
+        assert not registry.is_up(registry.api_hosts(session)[0])
+        registry.api_beat(session, "api-a")
+    with session_scope(runtime.sessions) as session:
+        row = registry.api_hosts(session)[0]
+        assert registry.is_up(row) and row.started_at == started

@@ -41,6 +41,19 @@ class ComputeNode(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ApiService(Base):
+    """A host that runs API processes: in kumo the scheduler and the conductor run in
+    every API process, so os-services lists them once per such host, up while any of
+    its API processes beats (kumo.agent.presence)."""
+
+    __tablename__ = "api_services"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    host: Mapped[str] = mapped_column(String(255), unique=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Migration(Base):
     """A cold migration of a server between two hosts (nova's `migrations`, os-migrations).
 

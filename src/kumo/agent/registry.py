@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from kumo.agent.models import ComputeNode
-from kumo.db.base import utcnow
+from kumo.agent.models import ApiService, ComputeNode
+from kumo.db.base import new_id, utcnow
 from kumo.runtime import Runtime
 
 SERVICE_DOWN_TIME = 60  # nova's service_down_time
@@ -81,14 +82,33 @@ def heartbeat(session: Session, host: str) -> bool:
     return True
 
 
-def is_up(node: ComputeNode, now: datetime | None = None,
+def is_up(node: ComputeNode | ApiService, now: datetime | None = None,
           down_after: float = SERVICE_DOWN_TIME) -> bool:
     """nova's servicegroup check: heard from within `service_down_time`, not forced down."""
-    if node.forced_down:
+    if isinstance(node, ComputeNode) and node.forced_down:
         return False
     seen = node.last_seen_at
     seen = seen if seen.tzinfo else seen.replace(tzinfo=UTC)  # SQLite keeps naive times
     return (now or datetime.now(UTC)) - seen <= timedelta(seconds=down_after)
+
+
+def api_beat(session: Session, host: str, *, starting: bool = False) -> None:
+    """Record that an API process of `host` is alive now (its row made if missing).
+
+    Several API processes of one host start at once: the row is upserted, never read
+    first, so that none of them fails on the unique host."""
+    now = utcnow()
+    values = {"id": new_id(), "host": host, "started_at": now, "last_seen_at": now}
+    update = {"last_seen_at": now, **({"started_at": now} if starting else {})}
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(ApiService).values(**values)
+    session.execute(statement.on_conflict_do_update(index_elements=["host"], set_=update))
+
+
+def api_hosts(session: Session) -> list[ApiService]:
+    """Every host that runs (or ran) API processes, by name."""
+    return list(session.scalars(select(ApiService).order_by(ApiService.host)))
 
 
 def nodes(session: Session) -> list[ComputeNode]:

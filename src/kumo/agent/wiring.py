@@ -98,6 +98,10 @@ def register_scaled(runtime: Runtime, role: str) -> None:
     network = NetworkFanout(runtime, jobs, local=role != "api", host=host)
     network.driver = build_driver(runtime, network) if role != "api" else UserNetworking()
     runtime.services["network"] = network
+    if role != "agent":
+        from kumo.agent.presence import ApiPresence
+
+        runtime.services["api_presence"] = ApiPresence(runtime, host)
     if role == "api":
         runtime.services["compute"] = JobDispatch(runtime, jobs)
         return

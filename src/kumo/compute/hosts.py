@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -108,7 +107,7 @@ def compute_hosts(runtime: Runtime) -> list[Host]:
                      status="disabled" if node.disabled else "enabled",
                      disabled_reason=node.disabled_reason, forced_down=node.forced_down,
                      zone=node.availability_zone, host_ip=node.host_ip or "127.0.0.1",
-                     updated_at=node.last_seen_at.strftime("%Y-%m-%dT%H:%M:%S.000000"))
+                     updated_at=_stamp(node.last_seen_at))
                 for index, node in enumerate(registry.nodes(session), start=1)]
 
 
@@ -129,7 +128,11 @@ def used_on(session: Session, host: str) -> Used:
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000000")
+    return _stamp(datetime.now(UTC))
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.000000")
 
 
 def _cpu_info(version: Version) -> Any:
@@ -145,7 +148,7 @@ def hypervisor_view(host: Host, used: Used, version: Version, *, detail: bool,
                             "hypervisor_hostname": host.name, "state": host.state,
                             "status": host.status}
     if detail:
-        service_id: Any = service_id_of(host.name, "nova-compute", version)
+        service_id: Any = service_id_of(host, "nova-compute", version)
         body.update(hypervisor_type="QEMU", hypervisor_version=host.hypervisor_version,
                     host_ip=host.host_ip,
                     service={"host": host.name, "id": service_id,
@@ -267,28 +270,50 @@ async def hypervisor_uptime(request: Request) -> Response:
 _BINARIES = (("nova-scheduler", INTERNAL_ZONE), ("nova-conductor", INTERNAL_ZONE))
 
 
-def service_id_of(host: str, binary: str, version: Version) -> Any:
+def service_id_of(host: Host, binary: str, version: Version) -> Any:
+    """A UUID from 2.53 on; before, an integer unique in the list: each host's index
+    (among the compute hosts, or among the API hosts) times three, plus the binary's
+    place (1 scheduler, 2 conductor, 3 compute)."""
     if version >= (2, 53):
-        return str(uuid.uuid5(_NAMESPACE, f"{host}/{binary}"))
+        return str(uuid.uuid5(_NAMESPACE, f"{host.name}/{binary}"))
     order = [b for b, _ in _BINARIES] + ["nova-compute"]
-    return order.index(binary) + 1 if binary in order else 0
+    return (host.index - 1) * len(order) + order.index(binary) + 1 if binary in order else 0
+
+
+def control_hosts(runtime: Runtime, hosts: list[Host]) -> list[Host]:
+    """Where the scheduler and conductor run: `kumo up`'s own host; on PostgreSQL every
+    host with API processes, up while one of them beats (kumo.agent.presence), and
+    always this process's host, which is answering."""
+    from kumo.compute.service import compute_of
+
+    if compute_of(runtime).scheduling_zones() is None:
+        return hosts[:1]
+    from kumo.agent import registry
+    from kumo.agent.wiring import host_name
+    from kumo.db.engine import session_scope
+
+    here = host_name(runtime)
+    down_after = runtime.settings.agent.service_down_time
+    with session_scope(runtime.sessions) as session:
+        seen = {row.host: (registry.is_up(row, down_after=down_after), _stamp(row.last_seen_at))
+                for row in registry.api_hosts(session)}
+    seen[here] = (True, _now())
+    return [Host(name=name, vcpus=0, memory_mb=0, local_gb=0, free_disk_gb=0,
+                 hypervisor_version=0, index=index, state="up" if up else "down",
+                 zone=INTERNAL_ZONE, updated_at=stamp)
+            for index, (name, (up, stamp)) in enumerate(sorted(seen.items()), start=1)]
 
 
 def services(runtime: Runtime, version: Version) -> list[dict[str, Any]]:
-    """nova's services as they run inside kumo: scheduler and conductor, one compute per host."""
-    from kumo.compute.service import compute_of
-
+    """nova's services as they run inside kumo: scheduler and conductor on each host
+    with API processes, one compute per compute host."""
     hosts = compute_hosts(runtime)
-    # The scheduler and conductor run inside each API process (this one's host).
-    here = hosts[0] if compute_of(runtime).scheduling_zones() is None else \
-        Host(name=socket.gethostname(), vcpus=0, memory_mb=0, local_gb=0, free_disk_gb=0,
-             hypervisor_version=0)
-    rows = [(b, here, zone) for b, zone in _BINARIES]
+    rows = [(b, here, zone) for here in control_hosts(runtime, hosts) for b, zone in _BINARIES]
     rows += [("nova-compute", h, h.zone) for h in hosts]
     shown = []
     for binary, host, zone in rows:
         entry: dict[str, Any] = {
-            "id": service_id_of(host.name, binary, version), "binary": binary,
+            "id": service_id_of(host, binary, version), "binary": binary,
             "host": host.name, "zone": zone, "status": host.status, "state": host.state,
             "updated_at": host.updated_at or _now(), "disabled_reason": host.disabled_reason}
         if version >= (2, 11):
