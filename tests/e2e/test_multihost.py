@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -118,6 +119,11 @@ def test_the_scheduler_spreads_servers_and_keeps_a_group_apart(
                                             "nova-compute", "-f", "json").stdout)
     assert sorted((s["Host"], s["State"]) for s in services) == [
         ("host1", "up"), ("host2", "up"), ("host3", "up")]
+    for n in (0, 1):  # both API processes run on this machine: one scheduler, listed alike
+        schedulers = json.loads(cluster.openstack("compute", "service", "list", "--service",
+                                                  "nova-scheduler", "-f", "json",
+                                                  api=n).stdout)
+        assert [(s["Host"], s["State"]) for s in schedulers] == [(socket.gethostname(), "up")]
     group = json.loads(cluster.openstack("server", "group", "create", "--policy",
                                          "anti-affinity", "apart", "-f", "json").stdout)
     try:
