@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from kumo.datadir import LOCK_FILE, DataDirInUse, held, hold
+from kumo.datadir import LOCK_FILE, DataDirError, DataDirInUse, held, hold
 
 
 def test_one_holder_per_data_dir_named_by_pid(tmp_path: Path) -> None:
@@ -34,3 +34,15 @@ def test_held_refuses_while_held_and_never_makes_a_data_dir(tmp_path: Path) -> N
         pass
     with held(data):
         pass
+
+
+def test_an_unusable_data_dir_says_so_and_errors_inside_stay_theirs(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DataDirError) as refused:
+        hold(tmp_path / "file" / "data")
+    assert str(refused.value) == (
+        f"cannot use data directory {tmp_path / 'file' / 'data'}: Not a directory")
+    data = tmp_path / "data"
+    data.mkdir()
+    with pytest.raises(PermissionError), held(data):  # the block's own error, not the lock's
+        raise PermissionError(13, "Permission denied")

@@ -20,7 +20,11 @@ from typing import IO
 LOCK_FILE = "kumo.pid"
 
 
-class DataDirInUse(Exception):
+class DataDirError(Exception):
+    """The data directory cannot be locked; the message says why, for the user."""
+
+
+class DataDirInUse(DataDirError):
     def __init__(self, data_dir: Path, pid: int | None) -> None:
         self.data_dir = data_dir
         self.pid = pid
@@ -31,9 +35,13 @@ class DataDirInUse(Exception):
 
 def hold(data_dir: Path) -> IO[str]:
     """Lock `data_dir` for this process (until the returned file is closed), or raise
-    DataDirInUse naming the process that holds it. OSError if the folder is unusable."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = (data_dir / LOCK_FILE).open("a+")
+    DataDirInUse naming the process that holds it, DataDirError if the folder is
+    unusable."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        handle = (data_dir / LOCK_FILE).open("a+")
+    except OSError as exc:
+        raise DataDirError(f"cannot use data directory {data_dir}: {exc.strerror}") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

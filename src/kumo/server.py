@@ -279,15 +279,12 @@ def serve(
 
 
 def _hold_data_dir(settings: Settings) -> IO[str]:
-    from kumo.datadir import DataDirInUse, hold
+    from kumo.datadir import DataDirError, hold
 
     try:
         return hold(settings.data_dir)
-    except DataDirInUse as exc:
+    except DataDirError as exc:
         raise SystemExit(f"kumo: {exc}") from None
-    except OSError as exc:
-        raise SystemExit(f"kumo: cannot use data directory {settings.data_dir}: "
-                         f"{exc.strerror}") from None
 
 
 @contextlib.contextmanager

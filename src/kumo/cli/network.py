@@ -50,7 +50,7 @@ def cleanup(
     directory); servers are best deleted first.
     """
     from kumo.config import ConfigError, load_settings
-    from kumo.datadir import DataDirInUse, held
+    from kumo.datadir import DataDirError, DataDirInUse, held
 
     try:
         settings = load_settings(data_dir, config)
@@ -61,9 +61,8 @@ def cleanup(
             _cleanup(settings, force)
     except DataDirInUse as exc:
         raise SystemExit(f"kumo: {exc}: it would rebuild what this removes") from None
-    except OSError as exc:
-        raise SystemExit(f"kumo: cannot use data directory {settings.data_dir}: "
-                         f"{exc.strerror}") from None
+    except DataDirError as exc:
+        raise SystemExit(f"kumo: {exc}") from None
 
 
 def _cleanup(settings: Settings, force: bool) -> None:
