@@ -1,11 +1,14 @@
 """Background work on a small thread pool, one job at a time per key (a volume, a task).
 
 A job's exception is logged, never lost; `wait_idle()` lets tests and shutdown wait
-for everything submitted so far.
+for everything submitted so far. `every()` and `cancel()` are the periodic loops of
+the services (heartbeats, power-state sync, the image cache manager).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -61,3 +64,24 @@ class KeyedWorkers:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+async def every(interval: float, work: Callable[[], object], logger: logging.Logger,
+                failure: str) -> None:
+    """Run `work` in a thread every `interval` seconds until cancelled; a run that
+    raises is logged (`failure`, with its traceback, on `logger`) and the next one
+    comes as planned."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(work)
+        except Exception:
+            logger.exception(failure)
+
+
+async def cancel(task: asyncio.Task[None] | None) -> None:
+    """Cancel a service's loop and wait until it has ended."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

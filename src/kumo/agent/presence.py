@@ -10,12 +10,12 @@ none of them has beaten for `service_down_time`, whichever process answers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from kumo.agent import registry
 from kumo.db.engine import session_scope
 from kumo.runtime import Runtime
+from kumo.workers import cancel, every
 
 log = logging.getLogger("kumo.agent")
 
@@ -31,23 +31,14 @@ class ApiPresence:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.beat, starting=True)
-        self._task = asyncio.create_task(self._loop())
+        self._task = asyncio.create_task(every(
+            self.interval, self.beat, log,
+            f"heartbeat of the API processes of host {self.host} failed"))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     def beat(self, *, starting: bool = False) -> None:
         with session_scope(self.runtime.sessions) as session:
             registry.api_beat(session, self.host, starting=starting)
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await asyncio.to_thread(self.beat)
-            except Exception:
-                log.exception("heartbeat of the API processes of host %s failed", self.host)

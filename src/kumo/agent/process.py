@@ -32,6 +32,7 @@ from kumo.db.engine import libpq_url, session_scope
 from kumo.errors import NotFound
 from kumo.hypervisor.cache_manager import INSTANCE_RECORD
 from kumo.runtime import Runtime
+from kumo.workers import every
 
 log = logging.getLogger("kumo.agent")
 
@@ -144,7 +145,9 @@ class Agent:
         retried = await retry_interrupted(self.app, self.host)
         if retried:
             log.info("%d interrupted job(s) will run again", len(retried))
-        self._tasks.append(asyncio.create_task(self._beat()))
+        self._tasks.append(asyncio.create_task(every(
+            self.report_interval, self._heartbeat, log,
+            f"heartbeat of host {self.host} failed")))
         self._tasks.append(asyncio.create_task(self.app.run_worker_async(
             queues=[queue_of(self.host)], name=f"agent-{self.host}", concurrency=4,
             install_signal_handlers=False, listen_notify=True,
@@ -178,14 +181,6 @@ class Agent:
                               agent_url=self.agent_url)
         if self.network is not None:
             self.network.changed()  # every host's VXLAN tunnels now include this one
-
-    async def _beat(self) -> None:
-        while True:
-            await asyncio.sleep(self.report_interval)
-            try:
-                await asyncio.to_thread(self._heartbeat)
-            except Exception:
-                log.exception("heartbeat of host %s failed", self.host)
 
     def _heartbeat(self) -> None:
         with session_scope(self.runtime.sessions) as session:

@@ -49,7 +49,7 @@ from kumo.errors import KumoError, ServiceUnavailable
 from kumo.hypervisor.driver import GuestSpec, GuestState, GuestStatus, Hypervisor, Nic
 from kumo.network import nics, secgroups
 from kumo.runtime import Runtime
-from kumo.workers import KeyedWorkers
+from kumo.workers import KeyedWorkers, cancel, every
 
 log = logging.getLogger("kumo.compute")
 
@@ -110,24 +110,17 @@ class ComputeService(ServerLifecycle):
     async def start(self) -> None:
         """Adopt guests that outlived the last run, then sync states periodically."""
         await asyncio.to_thread(self.adopt)
-        self._sync_task = asyncio.create_task(self._sync_loop())
+        self._sync_task = asyncio.create_task(every(
+            self.sync_interval, self._sync_and_reclaim, log, "power state sync failed"))
 
     async def stop(self) -> None:
         """Stop syncing and wait for jobs under way; guests keep running (adopted next start)."""
-        if self._sync_task is not None:
-            self._sync_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sync_task
+        await cancel(self._sync_task)
         await asyncio.to_thread(self.workers.shutdown)
 
-    async def _sync_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.sync_interval)
-            try:
-                await asyncio.to_thread(self.sync_states)
-                await asyncio.to_thread(self.reclaim)
-            except Exception:
-                log.exception("power state sync failed")
+    def _sync_and_reclaim(self) -> None:
+        self.sync_states()
+        self.reclaim()
 
     # -- jobs ----------------------------------------------------------------
 

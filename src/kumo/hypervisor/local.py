@@ -43,6 +43,7 @@ from kumo.hypervisor.fetcher import ImageFetcher
 from kumo.hypervisor.imagecache import ImageCache
 from kumo.hypervisor.lifecycle import GuestLifecycle
 from kumo.hypervisor.qmp import QMPClient, QMPError
+from kumo.workers import cancel, every
 
 if TYPE_CHECKING:
     from kumo.runtime import Runtime
@@ -611,23 +612,13 @@ class LocalHypervisor(GuestLifecycle):
         log.info("hypervisor: %d running guest(s) adopted", len(adopted))
         interval = self.settings.image_cache.manager_interval
         if interval >= 0:
-            self._task = asyncio.create_task(self._cache_loop(interval or 60))
+            self._task = asyncio.create_task(every(
+                interval or 60, self.cache_pass, log, "image cache manager pass failed"))
 
     async def stop(self) -> None:
         """Stop the cache manager. Guests keep running (adopted on the next start)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _cache_loop(self, interval: int) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await asyncio.to_thread(self.cache_pass)
-            except Exception:
-                log.exception("image cache manager pass failed")
+        await cancel(self._task)
+        self._task = None
 
 
 def build_hypervisor(runtime: Runtime) -> LocalHypervisor:
